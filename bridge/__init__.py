@@ -1,0 +1,1 @@
+"""Cypher's bridge to the DAW: MIDI clock and ports, Link, OSC, controller mapping."""

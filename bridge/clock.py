@@ -1,0 +1,360 @@
+"""Follow a MIDI clock: tempo and phase from a least-squares line through recent tick receive times.
+
+Pure: consumes `engine.events` clock events with their receive timestamps (`time_s`, seconds of the host's
+monotonic clock); no I/O and no wall clock. Each accepted clock gets a running index n; the follower fits
+`time_s = centre_s + (n - centre_index) * period_s` through the last bar of inlier ticks, so the tempo is
+`60 / (24 * period_s)` and any future tick's host time can be predicted from the same line.
+
+Robustness: a tick far off the line is left out of the fit (it still counts as a clock); a run of off-line
+ticks on one side, or recent residuals whose mean drifts, means the tempo changed, and the window restarts
+from the recent ticks. Garbage (non-finite or backwards times, out-of-range Song Position, fits outside
+20-999 BPM, unknown objects) is counted in `ignored` and never raises.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import deque
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from engine.errors import ClockError
+from engine.events import (
+    ClockTick,
+    ControlChange,
+    NoteOn,
+    ProgramChange,
+    SongPosition,
+    TransportContinue,
+    TransportStart,
+    TransportStop,
+)
+from engine.timebase import MIDI_PPQN, TICKS_PER_MIDI_CLOCK, Position, position_of, song_position_to_ticks
+
+logger = logging.getLogger(__name__)
+
+MIN_TEMPO_BPM = 20.0
+MAX_TEMPO_BPM = 999.0
+MAX_SONG_POSITION = 16383
+SLOWEST_CLOCK_PERIOD_S = 60.0 / (MIN_TEMPO_BPM * MIDI_PPQN)
+
+Transport = Literal["stopped", "playing"]
+
+
+def clock_period_s(tempo_bpm: float) -> float:
+    """Seconds between two MIDI clocks (24 per quarter note) at a tempo."""
+    return 60.0 / (tempo_bpm * MIDI_PPQN)
+
+
+def tempo_of_period(period_s: float) -> float:
+    """Tempo in BPM of a MIDI clock period in seconds."""
+    return 60.0 / (period_s * MIDI_PPQN)
+
+
+@dataclass(frozen=True)
+class ClockLine:
+    """A fitted clock line: host time of clock index n is `centre_s + (n - centre_index) * period_s`."""
+
+    centre_index: float
+    centre_s: float
+    period_s: float
+    rms_s: float
+
+    def time_s(self, clock_index: float) -> float:
+        """Predicted host time of a (possibly fractional) clock index."""
+        return self.centre_s + (clock_index - self.centre_index) * self.period_s
+
+    @property
+    def tempo_bpm(self) -> float:
+        """Tempo of the line."""
+        return tempo_of_period(self.period_s)
+
+
+def fit_clock_line(points: list[tuple[int, float]], period_hint_s: float | None = None) -> ClockLine:
+    """Least-squares line through (clock index, time_s) points; with a hint, only the offset is fitted.
+
+    Needs two points without a hint, one with it.
+    """
+    indices = np.fromiter((n for n, _ in points), dtype=np.float64, count=len(points))
+    times = np.fromiter((t for _, t in points), dtype=np.float64, count=len(points))
+    centre_index = float(indices.mean())
+    # Centre on the first time so float64 keeps sub-microsecond precision at large monotonic times.
+    origin_s = float(times[0])
+    offsets = times - origin_s
+    di = indices - centre_index
+    if period_hint_s is None:
+        period_s = float(np.dot(di, offsets - offsets.mean()) / np.dot(di, di))
+    else:
+        period_s = period_hint_s
+    centre_s = origin_s + float(offsets.mean())
+    residuals = offsets - (centre_s - origin_s) - di * period_s
+    dof = len(points) - (2 if period_hint_s is None else 1)
+    rms_s = math.sqrt(float(np.dot(residuals, residuals)) / dof) if dof > 0 else 0.0
+    return ClockLine(centre_index, centre_s, period_s, rms_s)
+
+
+class ClockFollower:
+    """Tempo, position and transport from MIDI clock events (see the module docstring).
+
+    window_ticks: inlier ticks in the fit (192 = two bars). min_ticks: ticks before a tempo is reported.
+    An inlier is within max(outlier_floor_s, outlier_sigmas * jitter) of the line; change_run off-line
+    ticks on one side, or a mean of the last drift_ticks residuals beyond drift_sigmas standard errors,
+    restart the window at the recent ticks.
+    """
+
+    def __init__(
+        self,
+        *,
+        window_ticks: int = 192,
+        min_ticks: int = 6,
+        outlier_floor_s: float = 0.003,
+        outlier_sigmas: float = 4.0,
+        change_run: int = 3,
+        drift_ticks: int = 12,
+        drift_sigmas: float = 4.0,
+    ) -> None:
+        if not 2 <= min_ticks <= window_ticks or not 2 <= change_run <= window_ticks:
+            raise ClockError("need 2 <= min_ticks <= window_ticks and 2 <= change_run <= window_ticks")
+        if not min_ticks <= drift_ticks <= window_ticks:
+            raise ClockError("need min_ticks <= drift_ticks <= window_ticks")
+        self._min_ticks = min_ticks
+        self._outlier_floor_s = outlier_floor_s
+        self._outlier_sigmas = outlier_sigmas
+        self._change_run = change_run
+        self._drift_sigmas = drift_sigmas
+        self._window: deque[tuple[int, float]] = deque(maxlen=window_ticks)
+        self._suspects: list[tuple[int, float, float]] = []  # index, time_s, residual_s
+        self._residuals_s: deque[float] = deque(maxlen=drift_ticks)
+        self._line: ClockLine | None = None
+        self._period_hint_s: float | None = None
+        self._tempo_known = False
+        self._index = -1
+        self._last_time_s: float | None = None
+        self._playing = False
+        self._seen_transport = False
+        self._anchor_index = 0
+        self._anchor_ticks = 0
+        self._resume_ticks = 0
+        self.ignored = 0
+        self.outliers = 0
+        self.tempo_changes = 0
+
+    # ----- public state -------------------------------------------------------------------------------
+    @property
+    def tempo_bpm(self) -> float | None:
+        """Fitted tempo, or None until `min_ticks` clocks have arrived."""
+        if self._line is None or not self._tempo_known:
+            return None
+        return self._line.tempo_bpm
+
+    @property
+    def jitter_ms(self) -> float:
+        """RMS residual of the current fit in milliseconds (0.0 before there is one)."""
+        return 0.0 if self._line is None else self._line.rms_s * 1000.0
+
+    @property
+    def transport(self) -> Transport:
+        """"playing" after Start/Continue (or the first clock when joining mid-song), else "stopped"."""
+        return "playing" if self._playing else "stopped"
+
+    @property
+    def clocks(self) -> int:
+        """Number of clocks accepted so far."""
+        return self._index + 1
+
+    @property
+    def position_ticks(self) -> int:
+        """Position (PPQN 960) of the last clock while playing; while stopped, where the next clock resumes."""
+        if self._playing and self._index >= self._anchor_index:
+            return self._anchor_ticks + (self._index - self._anchor_index) * TICKS_PER_MIDI_CLOCK
+        return self._anchor_ticks if self._playing else self._resume_ticks
+
+    def bar_beat(self) -> Position:
+        """The current position as zero-based bar, beat and tick."""
+        return position_of(self.position_ticks)
+
+    def predict_time_s(self, position_ticks: int) -> float:
+        """Predicted host time (time_s) at which the song reaches `position_ticks`, from the fitted line."""
+        if self._line is None or not self._tempo_known:
+            raise ClockError("no tempo yet: wait for a few MIDI clocks before asking for a time")
+        if not self._playing:
+            raise ClockError("transport is stopped: predictions resume after MIDI Start or Continue")
+        clock_index = self._anchor_index + (position_ticks - self._anchor_ticks) / TICKS_PER_MIDI_CLOCK
+        return self._line.time_s(clock_index)
+
+    # ----- input --------------------------------------------------------------------------------------
+    def feed(self, event: object) -> None:
+        """Consume one event; control events are not the follower's and pass, anything else odd is counted."""
+        if isinstance(event, ControlChange | NoteOn | ProgramChange):
+            return
+        time_s = getattr(event, "time_s", None)
+        if not isinstance(time_s, int | float) or not math.isfinite(time_s):
+            self._ignore(event)
+        elif isinstance(event, ClockTick):
+            self._on_tick(float(time_s))
+        elif isinstance(event, TransportStart):
+            self._seen_transport = True
+            self._playing = True
+            self._anchor_index, self._anchor_ticks, self._resume_ticks = self._index + 1, 0, 0
+        elif isinstance(event, TransportContinue):
+            self._seen_transport = True
+            self._playing = True
+            self._anchor_index, self._anchor_ticks = self._index + 1, self._resume_ticks
+        elif isinstance(event, TransportStop):
+            self._seen_transport = True
+            if self._playing:
+                clocked = self._index >= self._anchor_index
+                self._resume_ticks = self.position_ticks + (TICKS_PER_MIDI_CLOCK if clocked else 0)
+            self._playing = False
+        elif isinstance(event, SongPosition):
+            self._on_song_position(event.sixteenths)
+        else:
+            self._ignore(event)
+
+    # ----- internals ----------------------------------------------------------------------------------
+    def _ignore(self, event: object) -> None:
+        self.ignored += 1
+        logger.debug("clock follower ignored %r", event)
+
+    def _on_song_position(self, sixteenths: object) -> None:
+        if not isinstance(sixteenths, int) or not 0 <= sixteenths <= MAX_SONG_POSITION:
+            self._ignore(sixteenths)
+            return
+        self._seen_transport = True
+        self._resume_ticks = song_position_to_ticks(sixteenths)
+        if self._playing:
+            self._anchor_index, self._anchor_ticks = self._index + 1, self._resume_ticks
+
+    def _gap_s(self) -> float:
+        """A silence longer than this breaks the clock line (clocks stopped, then resumed)."""
+        if self._line is None:
+            return 1.5 * SLOWEST_CLOCK_PERIOD_S
+        return max(4.0 * self._line.period_s, 4.0 * self._threshold_s())
+
+    def _threshold_s(self) -> float:
+        rms_s = 0.0 if self._line is None else self._line.rms_s
+        return max(self._outlier_floor_s, self._outlier_sigmas * rms_s)
+
+    def _on_tick(self, time_s: float) -> None:
+        if self._last_time_s is not None:
+            if time_s < self._last_time_s:
+                self._ignore(time_s)
+                return
+            if time_s - self._last_time_s > self._gap_s():
+                self._restart(keep_tempo=True)
+        index = self._index + 1
+        if not self._add_point(index, time_s):
+            self._ignore(time_s)
+            return
+        self._index = index
+        self._last_time_s = time_s
+        if not self._seen_transport and not self._playing:
+            # Joining mid-song: clocks without a Start; count from the first one.
+            self._playing = True
+            self._anchor_index, self._anchor_ticks = index, 0
+
+    def _restart(self, *, keep_tempo: bool, points: list[tuple[int, float]] | None = None) -> None:
+        self._period_hint_s = self._line.period_s if keep_tempo and self._line is not None else None
+        self._window.clear()
+        self._window.extend(points or [])
+        self._suspects.clear()
+        self._residuals_s.clear()
+        self._line = None
+
+    def _add_point(self, index: int, time_s: float) -> bool:
+        """Add a tick to the fit; False if it makes the fit leave the tempo range (then it is not a clock)."""
+        line = self._line
+        if line is not None and len(self._window) >= self._min_ticks:
+            residual_s = time_s - line.time_s(index)
+            if abs(residual_s) > self._threshold_s():
+                return self._add_outlier(index, time_s, residual_s)
+            self._suspects.clear()
+            self._residuals_s.append(residual_s)
+        self._window.append((index, time_s))
+        if not self._refit():
+            self._restart(keep_tempo=True)
+            return False
+        self._check_drift()
+        return True
+
+    def _add_outlier(self, index: int, time_s: float, residual_s: float) -> bool:
+        """A tick off the line: left out of the fit, unless it completes a one-sided run (a tempo change)."""
+        self.outliers += 1
+        if self._suspects and (self._suspects[-1][2] > 0) != (residual_s > 0):
+            self._suspects.clear()
+        self._suspects.append((index, time_s, residual_s))
+        if len(self._suspects) < self._change_run:
+            return True
+        points = [(n, t) for n, t, _ in self._suspects]
+        candidate = fit_clock_line(points)
+        if not MIN_TEMPO_BPM <= candidate.tempo_bpm <= MAX_TEMPO_BPM:
+            self._suspects.pop()
+            return False
+        logger.debug("tempo change to %.2f BPM", candidate.tempo_bpm)
+        self.tempo_changes += 1
+        self._restart(keep_tempo=False, points=points)
+        self._refit()
+        return True
+
+    def _refit(self) -> bool:
+        """Refit the line to the window; False if an established fit leaves the tempo range."""
+        points = list(self._window)
+        hint = self._period_hint_s
+        if len(points) >= 2 and (len(points) >= self._min_ticks or hint is None):
+            line = fit_clock_line(points)
+        elif hint is not None and points:
+            line = fit_clock_line(points, hint)
+        else:
+            self._line = None
+            return True
+        if len(points) >= self._min_ticks:
+            if not MIN_TEMPO_BPM <= line.tempo_bpm <= MAX_TEMPO_BPM:
+                return False
+            self._tempo_known = True
+            self._period_hint_s = None
+        self._line = line
+        return True
+
+    def _check_drift(self) -> None:
+        """Shorten the window to the recent ticks when their residuals drift off zero (a tempo ramp)."""
+        residuals = self._residuals_s
+        if self._line is None or len(residuals) < (residuals.maxlen or 0):
+            return
+        count = len(residuals)
+        mean_s = sum(residuals) / count
+        limit_s = max(self._drift_sigmas * self._line.rms_s / math.sqrt(count), 1e-4)
+        if abs(mean_s) > limit_s:
+            recent = list(self._window)[-count:]
+            self.tempo_changes += 1
+            self._restart(keep_tempo=False, points=recent)
+            self._refit()
+
+
+class EmaFollower:
+    """Baseline for comparison: an exponential moving average of 1/Δt between clocks, as common followers do."""
+
+    def __init__(self, *, smoothing: float = 0.1) -> None:
+        self._smoothing = smoothing
+        self._rate_hz: float | None = None
+        self._last_time_s: float | None = None
+
+    @property
+    def tempo_bpm(self) -> float | None:
+        """Averaged tempo, or None before two clocks."""
+        return None if self._rate_hz is None else self._rate_hz * 60.0 / MIDI_PPQN
+
+    def feed(self, event: object) -> None:
+        """Consume one event; only clock ticks matter."""
+        if not isinstance(event, ClockTick) or not math.isfinite(event.time_s):
+            return
+        last, self._last_time_s = self._last_time_s, event.time_s
+        if last is None or not 0.0 < event.time_s - last <= 1.5 * SLOWEST_CLOCK_PERIOD_S:
+            return
+        rate_hz = 1.0 / (event.time_s - last)
+        if self._rate_hz is None:
+            self._rate_hz = rate_hz
+        else:
+            self._rate_hz += self._smoothing * (rate_hz - self._rate_hz)

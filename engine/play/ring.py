@@ -1,0 +1,57 @@
+"""A preallocated ring buffer that workers fill ahead of the playhead and an audio callback drains.
+
+The writer mixes bar renders in at absolute sample positions; the reader (the audio callback) copies out one
+block at a time and clears what it read. Neither side allocates after construction. One writer, one reader:
+positions are plain ints, published after the data they cover (the callback never waits on a lock).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engine.errors import CypherError
+
+
+class RingBuffer:
+    """Mono float32 ring of `capacity` samples addressed by absolute sample position."""
+
+    def __init__(self, capacity: int) -> None:
+        if capacity <= 0:
+            raise CypherError(f"ring capacity must be positive, got {capacity}")
+        self.capacity = capacity
+        self._data = np.zeros(capacity, dtype=np.float32)
+        self.read_pos = 0  # absolute sample position of the next sample the callback plays
+        self.late_samples = 0  # samples a writer offered behind the playhead (dropped)
+        self.written_until = 0  # absolute position up to which data has been mixed in
+
+    def write(self, start: int, audio: np.ndarray) -> None:
+        """Mix `audio` in starting at absolute sample `start`; samples behind the playhead are dropped and
+        counted; samples more than `capacity` ahead of the playhead are an error (the writer runs too far ahead)."""
+        end = start + len(audio)
+        if end - self.read_pos > self.capacity:
+            raise CypherError(
+                f"ring buffer overflow: writing up to {end - self.read_pos} samples ahead, capacity {self.capacity}"
+            )
+        skip = max(0, self.read_pos - start)
+        self.late_samples += min(skip, len(audio))
+        pos = start + skip
+        audio = audio[skip:]
+        while len(audio):
+            i = pos % self.capacity
+            n = min(len(audio), self.capacity - i)
+            self._data[i:i + n] += audio[:n]
+            audio = audio[n:]
+            pos += n
+        self.written_until = max(self.written_until, end)
+
+    def read_into(self, out: np.ndarray) -> None:
+        """Copy the next `len(out)` samples into `out` (the audio callback's buffer) and clear them. No allocation."""
+        frames = len(out)
+        i = self.read_pos % self.capacity
+        n = min(frames, self.capacity - i)
+        out[:n] = self._data[i:i + n]
+        self._data[i:i + n] = 0.0
+        if n < frames:
+            out[n:] = self._data[: frames - n]
+            self._data[: frames - n] = 0.0
+        self.read_pos += frames

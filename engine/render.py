@@ -1,0 +1,252 @@
+"""The offline exchange: the live path driven by a generated MIDI clock, with the DAW played by arrays.
+
+A stand-in DAW synthesises the style's beat and has a second voice rap the opponent's verse on the grid; it sends
+MIDI clock with jitter through real MIDI ports (JACK when a server runs, an in-process mido port otherwise). The
+engine follows that clock, hears the buses bar by bar, writes and speaks its answer while the opponent raps, and
+submits bars stamped with predicted host times. The collector plays the part of the DAW's recording track.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from bridge.clock import ClockFollower
+from bridge.clockgen import ClockSender
+from bridge.midi import open_clock_loopback
+from engine.errors import BackendMissingError, RenderError
+from engine.listen.onsets import vowel_onsets_near
+from engine.listen.vocal import Transcriber
+from engine.presets import PRESETS_DIR, Style
+from engine.synth import synth_beat
+from engine.timebase import TICKS_PER_BAR, bar_samples, ticks_to_seconds
+from engine.timeline import Timeline
+from engine.turn import AnswerTurn, BarRender
+from engine.voice.speak import Voice, load_voice
+from engine.write.fill_lexicon import LexiconFiller
+from engine.write.grid import flow_grid
+from engine.write.plan import Filler
+from engine.write.planner import assign_slots, syllables_per_word
+from engine.write.phonetics import tokenize
+
+log = logging.getLogger(__name__)
+
+INTRO_BARS = 1
+OUTRO_BARS = 1
+VOCAL_BLEED = 0.05  # the beat leaking into the opponent's microphone
+OPPONENT_VOICE = {"pitch_semitones": -4.0, "length_scale": 1.1}
+
+
+@dataclass
+class ArrayBus:
+    """A bus the stand-in DAW plays from an array: bar `b` is samples [b * bar_len, (b + 1) * bar_len)."""
+
+    audio: np.ndarray
+    bar_len: int
+
+    def bar_audio(self, bar: int) -> np.ndarray | None:
+        """The samples of one bar, or None outside the array."""
+        start = bar * self.bar_len
+        if bar < 0 or start >= len(self.audio):
+            return None
+        return self.audio[start:start + self.bar_len]
+
+
+@dataclass
+class OfflineSink:
+    """The DAW's recording of the virtual channel: host time `origin_s` is sample 0."""
+
+    length: int
+    sample_rate: int
+    origin_s: float = 0.0
+    renders: list[BarRender] = field(default_factory=list)
+
+    def submit(self, render: BarRender) -> None:
+        """Keep a bar render; it is placed when the recording is mixed."""
+        self.renders.append(render)
+
+    def bar_start_sample(self, render: BarRender) -> int:
+        """Where the engine asked this bar's line to begin, in the recording's samples."""
+        return round((render.start_time_s - self.origin_s) * self.sample_rate)
+
+    def mix(self) -> np.ndarray:
+        """The recorded stem: every bar placed where the engine predicted its bar line."""
+        out = np.zeros(self.length, dtype=np.float32)
+        for r in self.renders:
+            start = self.bar_start_sample(r) - r.lead_samples
+            lo, hi = max(0, start), min(self.length, start + len(r.audio))
+            if hi > lo:
+                out[lo:hi] += r.audio[lo - start:hi - start]
+        return out
+
+
+def opponent_text(style: Style, bars: int) -> list[str]:
+    """The opponent's verse shipped for this style (or boom bap's), one line per bar, cycled to `bars`."""
+    examples = PRESETS_DIR / "examples"
+    path = examples / f"opponent_{style.name}.txt"
+    if not path.exists():
+        path = examples / "opponent_boom_bap.txt"
+    lines = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
+    return [lines[i % len(lines)] for i in range(bars)]
+
+
+def speak_on_grid(
+    voice: Voice, style: Style, lines: list[str], first_bar: int, total_bars: int, tempo_bpm: float, sample_rate: int
+) -> np.ndarray:
+    """A verse rapped on the style's grid, one line per bar from `first_bar`, as one array."""
+    bar_len = bar_samples(tempo_bpm, sample_rate)
+    out = np.zeros(total_bars * bar_len, dtype=np.float32)
+    for k, (text, grid) in enumerate(zip(lines, flow_grid(style.flow, len(lines)))):
+        words = tokenize(text)
+        counts = syllables_per_word(words)
+        slots = assign_slots(grid, sum(counts))
+        onsets = [ticks_to_seconds(grid.slot_ticks(s), tempo_bpm) for s in slots]
+        fitted = voice.speak_fitted(words, counts, onsets, [int(s.stressed) for s in slots])
+        start = (first_bar + k) * bar_len - fitted.lead_samples
+        lo, hi = max(0, start), min(len(out), start + len(fitted.audio))
+        out[lo:hi] += fitted.audio[lo - start:hi - start]
+    return out
+
+
+def load_filler(words: str, seed: int) -> tuple[Filler, str]:
+    """The words backend: the language model when installed (or asked for), else the lexicon with a warning."""
+    if words == "lexicon":
+        return LexiconFiller(), "lexicon"
+    try:
+        from engine.write.fill_lm import LMFiller
+
+        return LMFiller(seed=seed), "smollm2-135m"
+    except BackendMissingError as exc:
+        if words == "lm":
+            raise
+        log.warning("language model unavailable (%s); writing with the lexicon filler", exc)
+        return LexiconFiller(), "lexicon"
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """What `cypher demo` renders."""
+
+    out_dir: Path
+    style: Style
+    bars: int = 8
+    seed: int = 0
+    words: str = "auto"  # auto | lm | lexicon
+    sample_rate: int = 48000
+    jitter_rms_s: float = 0.001
+
+
+@dataclass
+class Exchange:
+    """The rendered exchange and everything measured on it."""
+
+    beat: np.ndarray
+    vocal: np.ndarray
+    answer: np.ndarray
+    sink: OfflineSink
+    follower_tempo_bpm: list[float]
+    turn: AnswerTurn
+    backends: dict[str, str]
+    midi_transport: str
+    bar_len: int
+    answer_start_bar: int
+    wall_s: float
+    beat_tempo_bpm: float | None
+
+
+Progress = Callable[[str, int, int], None]
+
+
+def run_exchange(cfg: DemoConfig, progress: Progress) -> Exchange:
+    """Render one exchange through the live path in real time; `progress(stage, done, total)` reports progress."""
+    t_start = time.monotonic()
+    style, sr = cfg.style, cfg.sample_rate
+    tempo = style.tempo_bpm
+    total_bars = INTRO_BARS + 2 * cfg.bars + OUTRO_BARS
+    bar_len = bar_samples(tempo, sr)
+
+    progress("loading models", 0, 4)
+    filler, words_backend = load_filler(cfg.words, cfg.seed)
+    progress("loading models", 1, 4)
+    voice = load_voice(style.voice.backend, sample_rate=sr, length_scale=style.voice.length_scale,
+                       pitch_semitones=style.voice.pitch_semitones, accent_db=style.voice.accent_db)
+    opponent_voice = load_voice("piper", sample_rate=sr, **OPPONENT_VOICE)
+    progress("loading models", 2, 4)
+    transcriber = Transcriber()
+    progress("loading models", 3, 4)
+
+    beat = synth_beat(style.beat, tempo, total_bars, sr, seed=cfg.seed)
+    vocal = speak_on_grid(opponent_voice, style, opponent_text(style, cfg.bars), INTRO_BARS, total_bars, tempo, sr)
+    progress("loading models", 4, 4)
+
+    events: queue.Queue = queue.Queue()
+    follower = ClockFollower()
+    sink = OfflineSink(total_bars * bar_len, sr)
+    turn = AnswerTurn(
+        style, cfg.bars, INTRO_BARS, follower,
+        vocal_bus=ArrayBus(vocal + VOCAL_BLEED * beat, bar_len), beat_bus=ArrayBus(beat, bar_len),
+        transcriber=transcriber, filler=filler, voice=voice, sink=sink, sample_rate=sr, seed=cfg.seed,
+    )
+    tempo_seen: list[float] = []
+
+    def on_bar(bar: int, time_s: float) -> None:
+        turn.on_bar(bar, time_s)
+        if follower.tempo_bpm is not None and bar > 0:
+            tempo_seen.append(follower.tempo_bpm)
+        progress("exchange", min(bar, total_bars), total_bars)
+
+    with open_clock_loopback("cypher-demo") as (out_port, in_source, transport):
+        in_source.start(events)
+        timeline = Timeline(events, follower, on_bar)
+        stop = threading.Event()
+        loop = threading.Thread(target=timeline.run, args=(stop,), name="cypher-timeline", daemon=True)
+        loop.start()
+        sender = ClockSender(out_port, tempo, jitter_rms_s=cfg.jitter_rms_s, seed=cfg.seed)
+        sender.start()
+        sender.wait_ticks(total_bars * TICKS_PER_BAR // 40 + 1)
+        sender.stop()
+        time.sleep(0.05)
+        stop.set()
+        loop.join(2.0)
+        sink.origin_s = sender.ideal_time_s(0)
+    turn.close()
+    if turn.report.errors:
+        log.warning("%d answer bars failed; see the log", len(turn.report.errors))
+
+    return Exchange(
+        beat=beat, vocal=vocal, answer=sink.mix(), sink=sink, follower_tempo_bpm=tempo_seen, turn=turn,
+        backends={"words": words_backend, "voice": voice.name, "ears": transcriber.name},
+        midi_transport=transport, bar_len=bar_len, answer_start_bar=INTRO_BARS + cfg.bars,
+        wall_s=time.monotonic() - t_start, beat_tempo_bpm=turn.beat_tracker.tempo_bpm,
+    )
+
+
+def measure_onsets(ex: Exchange, sample_rate: int, tempo_bpm: float) -> tuple[list[float], list[float], list[float]]:
+    """Planned slot times on the true grid, the vowel onsets detected near them in the answer stem, and the
+    errors in ms (detected minus planned; undetected syllables are left out)."""
+    planned: list[float] = []
+    for r in ex.sink.renders:
+        bar_s = r.bar * ex.bar_len / sample_rate
+        planned.extend(bar_s + ticks_to_seconds(r.line.plan.grid.slot_ticks(s), tempo_bpm) for s in r.line.slots)
+    window_s = ticks_to_seconds(TICKS_PER_BAR // 16, tempo_bpm) / 2
+    detected = vowel_onsets_near(ex.answer, sample_rate, planned, window_s)
+    errors = [1000.0 * (d - p) for p, d in zip(planned, detected) if d is not None]
+    return planned, [d if d is not None else float("nan") for d in detected], errors
+
+
+def check_writable(out_dir: Path) -> None:
+    """Fail early, with one clear line, if the output folder cannot be written."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / ".cypher-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise RenderError(f"cannot write to {out_dir}: {exc.strerror}; choose another folder with --out") from None

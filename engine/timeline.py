@@ -1,0 +1,64 @@
+"""The one control loop: clock events in, the clock follower updated, bar lines out.
+
+Adapters put events on a queue; this loop is the only reader. It owns no audio and no model: on each bar line
+it calls the turn logic, which hands heavy work to its worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+
+from bridge.clock import ClockFollower
+from engine.events import ControlChange, ControlEvent, MidiEvent, NoteOn, ProgramChange, TransportStop
+from engine.timebase import TICKS_PER_BAR
+
+log = logging.getLogger(__name__)
+
+BarCallback = Callable[[int, float], None]
+
+
+class Timeline:
+    """Feeds clock events to the follower and announces every bar line (`on_bar(bar, time_s)`)."""
+
+    def __init__(
+        self,
+        events: "queue.Queue[MidiEvent]",
+        follower: ClockFollower,
+        on_bar: BarCallback,
+        on_control: Callable[[ControlEvent], None] | None = None,
+    ) -> None:
+        self.events = events
+        self.follower = follower
+        self.on_bar = on_bar
+        self.on_control = on_control
+        self.stopped = threading.Event()  # set when the DAW's transport stops
+        self._bar: int | None = None
+
+    def handle(self, event: MidiEvent) -> None:
+        """Apply one event; announce a bar line if the position crossed one."""
+        if isinstance(event, (ControlChange, NoteOn, ProgramChange)):
+            if self.on_control is not None:
+                self.on_control(event)
+            return
+        self.follower.handle(event)
+        if isinstance(event, TransportStop):
+            self.stopped.set()
+            return
+        if self.follower.transport != "playing":
+            return
+        bar = self.follower.position_ticks // TICKS_PER_BAR
+        if bar != self._bar:
+            self._bar = bar
+            self.on_bar(bar, event.time_s)
+
+    def run(self, until: threading.Event, poll_s: float = 0.05) -> None:
+        """Process events until `until` is set."""
+        while not until.is_set():
+            try:
+                event = self.events.get(timeout=poll_s)
+            except queue.Empty:
+                continue
+            self.handle(event)

@@ -1,0 +1,199 @@
+"""Turn logic: the opponent raps for N bars, Cypher answers for N bars starting on the next bar line.
+
+On every bar line of the opponent's turn, the bar just heard goes to a worker that transcribes it, plans and
+writes the matching answer line, speaks it on the grid, runs the style's effects and submits it to the sink,
+stamped with the host time its bar line is predicted for. Writing runs while the opponent is still rapping.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from bridge.clock import ClockFollower
+from engine.errors import CypherError
+from engine.listen.beat import BeatTracker
+from engine.listen.vocal import HeardWord, Transcriber
+from engine.presets import Style
+from engine.timebase import TICKS_PER_BAR, ticks_to_seconds
+from engine.voice.fx import apply_chain, build_chain
+from engine.voice.speak import Voice
+from engine.write.plan import FillContext, FilledLine, Filler
+from engine.write.planner import assign_slots, plan_line, syllables_per_word
+from engine.write.phonetics import tokenize
+
+log = logging.getLogger(__name__)
+
+FX_TAIL_S = 1.0  # effect tail kept after a line (delay and reverb), then cut: nothing rings into the next style
+
+
+class BusInput(Protocol):
+    """Audio of a bus, bar by bar, as the DAW played it (offline: a rendered array; live: an input ring)."""
+
+    def bar_audio(self, bar: int) -> np.ndarray | None:
+        """The samples of bar `bar`, or None if there are none."""
+        ...
+
+
+@dataclass(frozen=True)
+class BarRender:
+    """One answer bar, ready to play: audio whose sample `lead_samples` belongs on the bar line at `start_time_s`
+    (host clock, as the follower predicts it)."""
+
+    bar: int
+    start_time_s: float
+    audio: np.ndarray
+    lead_samples: int
+    line: FilledLine
+    planned_onsets_s: tuple[float, ...]
+    ready_time_s: float
+
+
+class Sink(Protocol):
+    """Where bar renders go: the offline collector or the live ring buffer."""
+
+    def submit(self, render: BarRender) -> None:
+        """Place one bar render."""
+        ...
+
+
+@dataclass
+class TurnReport:
+    """What happened in one exchange, for the report."""
+
+    heard: list[list[HeardWord]] = field(default_factory=list)
+    lines: list[FilledLine] = field(default_factory=list)
+    renders: list[BarRender] = field(default_factory=list)
+    cue_time_s: float | None = None
+    stage_s: dict[str, list[float]] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+    def add_stage(self, name: str, seconds: float) -> None:
+        """Record how long one stage of one bar took."""
+        self.stage_s.setdefault(name, []).append(seconds)
+
+
+class AnswerTurn:
+    """One battle exchange: `opponent_start_bar` .. +`bars` heard, then `bars` answered."""
+
+    def __init__(
+        self,
+        style: Style,
+        bars: int,
+        opponent_start_bar: int,
+        follower: ClockFollower,
+        vocal_bus: BusInput,
+        beat_bus: BusInput,
+        transcriber: Transcriber,
+        filler: Filler,
+        voice: Voice,
+        sink: Sink,
+        sample_rate: int,
+        seed: int = 0,
+    ) -> None:
+        self.style = style
+        self.bars = bars
+        self.first_bar = opponent_start_bar
+        self.answer_bar = opponent_start_bar + bars
+        self.follower = follower
+        self.vocal_bus = vocal_bus
+        self.beat_bus = beat_bus
+        self.transcriber = transcriber
+        self.filler = filler
+        self.voice = voice
+        self.sink = sink
+        self.sample_rate = sample_rate
+        self.beat_tracker = BeatTracker(sample_rate)
+        self.context = FillContext(opponent_lines=(), seed=seed)
+        self.heard_lines: list[str] = []
+        self.report = TurnReport()
+        self.done = threading.Event()
+        self._jobs: "queue.Queue[int | None]" = queue.Queue()
+        self._worker = threading.Thread(target=self._work, name="cypher-writer", daemon=True)
+        self._worker.start()
+
+    def on_bar(self, bar: int, time_s: float) -> None:
+        """Called by the timeline on each bar line: bar `bar` starts now, so bar `bar - 1` was just heard."""
+        beat = self.beat_bus.bar_audio(bar - 1) if bar > 0 else None
+        if beat is not None:
+            self.beat_tracker.push(beat)
+        heard = bar - 1 - self.first_bar
+        if 0 <= heard < self.bars:
+            self._jobs.put(heard)
+        if bar == self.answer_bar:
+            self.report.cue_time_s = time_s
+        if bar >= self.answer_bar + self.bars:
+            self._jobs.put(None)
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Stop the worker once it has finished what it has."""
+        self._jobs.put(None)
+        self._worker.join(timeout_s)
+
+    def _work(self) -> None:
+        while True:
+            index = self._jobs.get()
+            if index is None:
+                break
+            try:
+                self._answer_line(index)
+            except CypherError as exc:
+                log.error("bar %d of the answer failed: %s", index + 1, exc)
+                self.report.errors.append(f"bar {index + 1}: {exc}")
+        self.done.set()
+
+    def _answer_line(self, index: int) -> None:
+        t0 = time.monotonic()
+        audio = self.vocal_bus.bar_audio(self.first_bar + index)
+        words = self.transcriber.transcribe(audio, self.sample_rate) if audio is not None else []
+        self.report.heard.append(words)
+        self.heard_lines.append(" ".join(w.text for w in words))
+        self.context.opponent_lines = tuple(self.heard_lines)
+        t1 = time.monotonic()
+        self.report.add_stage("listen_s", t1 - t0)
+
+        plan = plan_line(self.style, index, self.heard_lines, self.context.previous)
+        filled = self.filler.fill_line(plan, self.context)
+        words_out = tuple(w for w in filled.words if tokenize(w))
+        counts = syllables_per_word(words_out)
+        slots = assign_slots(plan.grid, sum(counts))
+        line = FilledLine(plan, words_out, counts, slots)
+        self.context.previous.append(line)
+        self.report.lines.append(line)
+        t2 = time.monotonic()
+        self.report.add_stage("write_s", t2 - t1)
+
+        bar = self.answer_bar + index
+        bar_tick = bar * TICKS_PER_BAR
+        tempo = self.follower.tempo_bpm or self.style.tempo_bpm
+        onsets = tuple(ticks_to_seconds(plan.grid.slot_ticks(s), tempo) for s in slots)
+        stresses = [int(s.stressed) for s in slots]
+        fitted = self.voice.speak_fitted(words_out, counts, onsets, stresses)
+        t3 = time.monotonic()
+        self.report.add_stage("voice_s", t3 - t2)
+
+        tail = np.zeros(int(FX_TAIL_S * self.voice.sample_rate), dtype=np.float32)
+        chain = build_chain(self.style.fx, tempo, self.voice.sample_rate)
+        wet = apply_chain(chain, np.concatenate([fitted.audio, tail]), self.voice.sample_rate)
+        t4 = time.monotonic()
+        self.report.add_stage("fx_s", t4 - t3)
+        self.report.add_stage("total_s", t4 - t0)
+
+        render = BarRender(
+            bar=bar,
+            start_time_s=self.follower.predict_time_s(bar_tick),
+            audio=wet.astype(np.float32),
+            lead_samples=fitted.lead_samples,
+            line=line,
+            planned_onsets_s=onsets,
+            ready_time_s=time.monotonic(),
+        )
+        self.sink.submit(render)
+        self.report.renders.append(render)
+        log.info("bar %d ready %.2f s after its bar was heard: %s", index + 1, t4 - t0, line.text)

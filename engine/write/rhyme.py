@@ -1,0 +1,108 @@
+"""Rhyme: keys, perfect and slant rhymes, multi-word rhymes, and the DopeLearning rhyme density."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from engine.write.phonetics import Pron, is_vowel, pronounce, vowels
+
+DENSITY_WINDOW_WORDS = 15
+
+
+def _phrase_pron(words: Sequence[str]) -> Pron:
+    return tuple(p for w in words for p in pronounce(w))
+
+
+def rhyme_key(pron: Pron) -> tuple[str, ...]:
+    """Phones from the last stressed vowel to the end, stress digits dropped (the perfect-rhyme part)."""
+    idx = [i for i, p in enumerate(pron) if is_vowel(p)]
+    if not idx:
+        return ()
+    stressed = [i for i in idx if pron[i][-1] in "12"]
+    start = stressed[-1] if stressed else idx[-1]
+    return tuple(p[:2] if is_vowel(p) else p for p in pron[start:])
+
+
+def vowel_key(pron: Pron) -> tuple[str, ...]:
+    """Only the vowels of the perfect-rhyme part: what a slant rhyme must match."""
+    return tuple(p for p in rhyme_key(pron) if p in _VOWEL_SET)
+
+
+_VOWEL_SET = frozenset("AA AE AH AO AW AY EH ER EY IH IY OW OY UH UW".split())
+
+
+def word_rhyme_key(word: str) -> tuple[str, ...]:
+    """Perfect-rhyme key of a word."""
+    return rhyme_key(pronounce(word))
+
+
+def word_vowel_key(word: str) -> tuple[str, ...]:
+    """Slant-rhyme (vowel) key of a word."""
+    return vowel_key(pronounce(word))
+
+
+def perfect_rhyme(a: Sequence[str], b: Sequence[str]) -> bool:
+    """Whether two phrases rhyme perfectly (same phones from the last stressed vowel), and are not the same."""
+    ka, kb = rhyme_key(_phrase_pron(a)), rhyme_key(_phrase_pron(b))
+    return bool(ka) and ka == kb and [w.lower() for w in a][-1:] != [w.lower() for w in b][-1:]
+
+
+def slant_rhyme(a: Sequence[str], b: Sequence[str]) -> bool:
+    """Vowel-led rhyme: the same vowels from the last stress, with a coda that closes alike.
+
+    An open syllable (no final consonant) only rhymes with another open one, so 'me' and 'tree' rhyme but
+    every open syllable does not rhyme with every closed one.
+    """
+    pa, pb = _phrase_pron(a), _phrase_pron(b)
+    ka, kb = rhyme_key(pa), rhyme_key(pb)
+    if not ka or not kb or vowel_key(pa) != vowel_key(pb):
+        return False
+    if [w.lower() for w in a][-1:] == [w.lower() for w in b][-1:]:
+        return False
+    open_a, open_b = ka[-1] in _VOWEL_SET, kb[-1] in _VOWEL_SET
+    return open_a == open_b
+
+
+def rhymes(a: Sequence[str], b: Sequence[str]) -> bool:
+    """Perfect or slant rhyme between two phrases (last words compared, multi-word phrases allowed)."""
+    return perfect_rhyme(a, b) or slant_rhyme(a, b)
+
+
+def multisyllabic_match(a: Sequence[str], b: Sequence[str]) -> int:
+    """How many vowels two phrases share counting back from their ends ('laptop' / 'crack pot' → 2)."""
+    va = [v for w in a for v in vowels(w)]
+    vb = [v for w in b for v in vowels(w)]
+    n = 0
+    while n < min(len(va), len(vb)) and va[-1 - n] == vb[-1 - n]:
+        n += 1
+    return n
+
+
+def rhyme_density(words: Sequence[str], window: int = DENSITY_WINDOW_WORDS) -> float:
+    """DopeLearning rhyme density: for each word, the longest vowel sequence ending at it that also ends at one
+    of the previous `window` words (other words than itself), averaged over the words that have vowels."""
+    seq: list[str] = []
+    ends: list[int] = []  # index in seq of each word's last vowel, or -1
+    keep: list[str] = []
+    for w in words:
+        vs = vowels(w)
+        if not vs:
+            continue
+        seq.extend(vs)
+        ends.append(len(seq) - 1)
+        keep.append(w.lower())
+    if not ends:
+        return 0.0
+    total = 0
+    for i, end_i in enumerate(ends):
+        best = 0
+        for j in range(max(0, i - window), i):
+            if keep[j] == keep[i]:
+                continue
+            end_j = ends[j]
+            n = 0
+            while end_j - n >= 0 and end_i - n > end_j and seq[end_i - n] == seq[end_j - n]:
+                n += 1
+            best = max(best, n)
+        total += best
+    return total / len(ends)
