@@ -40,6 +40,7 @@ MIN_TEMPO_BPM = 20.0
 MAX_TEMPO_BPM = 999.0
 MAX_SONG_POSITION = 16383
 SLOWEST_CLOCK_PERIOD_S = 60.0 / (MIN_TEMPO_BPM * MIDI_PPQN)
+FASTEST_CLOCK_PERIOD_S = 60.0 / (MAX_TEMPO_BPM * MIDI_PPQN)
 
 Transport = Literal["stopped", "playing"]
 
@@ -50,8 +51,8 @@ def clock_period_s(tempo_bpm: float) -> float:
 
 
 def tempo_of_period(period_s: float) -> float:
-    """Tempo in BPM of a MIDI clock period in seconds."""
-    return 60.0 / (period_s * MIDI_PPQN)
+    """Tempo in BPM of a MIDI clock period in seconds (infinite for a period that is not positive)."""
+    return 60.0 / (period_s * MIDI_PPQN) if period_s > 0 else math.inf
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,7 @@ class ClockFollower:
         self._window: deque[tuple[int, float]] = deque(maxlen=window_ticks)
         self._suspects: list[tuple[int, float, float]] = []  # index, time_s, residual_s
         self._residuals_s: deque[float] = deque(maxlen=drift_ticks)
+        self._recent_times_s: deque[float] = deque(maxlen=min_ticks - 1)
         self._line: ClockLine | None = None
         self._period_hint_s: float | None = None
         self._tempo_known = False
@@ -245,16 +247,31 @@ class ClockFollower:
                 return
             if time_s - self._last_time_s > self._gap_s():
                 self._restart(keep_tempo=True)
+        if self._too_fast(time_s):
+            self._ignore(time_s)
+            return
         index = self._index + 1
         if not self._add_point(index, time_s):
             self._ignore(time_s)
             return
         self._index = index
         self._last_time_s = time_s
+        self._recent_times_s.append(time_s)
         if not self._seen_transport and not self._playing:
             # Joining mid-song: clocks without a Start; count from the first one.
             self._playing = True
             self._anchor_index, self._anchor_ticks = index, 0
+
+    def _too_fast(self, time_s: float) -> bool:
+        """True when this tick and the last min_ticks - 1 span less time than 999 BPM allows (a burst).
+
+        Jitter of up to two outlier floors is allowed for: a JACK period can deliver two clocks at once.
+        """
+        recent = self._recent_times_s
+        if len(recent) < (recent.maxlen or 0):
+            return False
+        span_s = time_s - recent[0]
+        return span_s < len(recent) * FASTEST_CLOCK_PERIOD_S - 2.0 * self._outlier_floor_s
 
     def _restart(self, *, keep_tempo: bool, points: list[tuple[int, float]] | None = None) -> None:
         self._period_hint_s = self._line.period_s if keep_tempo and self._line is not None else None
@@ -300,7 +317,7 @@ class ClockFollower:
         return True
 
     def _refit(self) -> bool:
-        """Refit the line to the window; False if an established fit leaves the tempo range."""
+        """Refit the line to the window; False if the fit leaves the tempo range once a tempo is known."""
         points = list(self._window)
         hint = self._period_hint_s
         if len(points) >= 2 and (len(points) >= self._min_ticks or hint is None):
@@ -310,9 +327,10 @@ class ClockFollower:
         else:
             self._line = None
             return True
-        if len(points) >= self._min_ticks:
-            if not MIN_TEMPO_BPM <= line.tempo_bpm <= MAX_TEMPO_BPM:
-                return False
+        established = len(points) >= self._min_ticks
+        if (established or self._tempo_known) and not MIN_TEMPO_BPM <= line.tempo_bpm <= MAX_TEMPO_BPM:
+            return False
+        if established:
             self._tempo_known = True
             self._period_hint_s = None
         self._line = line

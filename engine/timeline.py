@@ -43,7 +43,7 @@ class Timeline:
             if self.on_control is not None:
                 self.on_control(event)
             return
-        self.follower.handle(event)
+        self.follower.feed(event)
         if isinstance(event, TransportStop):
             self.stopped.set()
             return

@@ -30,7 +30,7 @@ from engine.write.phonetics import tokenize
 
 log = logging.getLogger(__name__)
 
-FX_TAIL_S = 1.0  # effect tail kept after a line (delay and reverb), then cut: nothing rings into the next style
+PRE_ROLL_S = 0.3  # heard before each bar line, so the first word of a line is not cut
 
 
 class BusInput(Protocol):
@@ -52,6 +52,7 @@ class BarRender:
     lead_samples: int
     line: FilledLine
     planned_onsets_s: tuple[float, ...]
+    vowel_onsets_s: tuple[float, ...]
     ready_time_s: float
 
 
@@ -109,7 +110,7 @@ class AnswerTurn:
         self.voice = voice
         self.sink = sink
         self.sample_rate = sample_rate
-        self.beat_tracker = BeatTracker(sample_rate)
+        self.beat_tracker = BeatTracker(sample_rate, reference_bpm=style.tempo_bpm)
         self.context = FillContext(opponent_lines=(), seed=seed)
         self.heard_lines: list[str] = []
         self.report = TurnReport()
@@ -148,9 +149,17 @@ class AnswerTurn:
                 self.report.errors.append(f"bar {index + 1}: {exc}")
         self.done.set()
 
+    def _heard_audio(self, bar: int) -> np.ndarray | None:
+        """A heard bar with the end of the bar before it: a line's first consonant starts before its bar line."""
+        audio = self.vocal_bus.bar_audio(bar)
+        before = self.vocal_bus.bar_audio(bar - 1)
+        if audio is None or before is None:
+            return audio
+        return np.concatenate([before[-int(PRE_ROLL_S * self.sample_rate):], audio])
+
     def _answer_line(self, index: int) -> None:
         t0 = time.monotonic()
-        audio = self.vocal_bus.bar_audio(self.first_bar + index)
+        audio = self._heard_audio(self.first_bar + index)
         words = self.transcriber.transcribe(audio, self.sample_rate) if audio is not None else []
         self.report.heard.append(words)
         self.heard_lines.append(" ".join(w.text for w in words))
@@ -178,9 +187,8 @@ class AnswerTurn:
         t3 = time.monotonic()
         self.report.add_stage("voice_s", t3 - t2)
 
-        tail = np.zeros(int(FX_TAIL_S * self.voice.sample_rate), dtype=np.float32)
         chain = build_chain(self.style.fx, tempo, self.voice.sample_rate)
-        wet = apply_chain(chain, np.concatenate([fitted.audio, tail]), self.voice.sample_rate)
+        wet = apply_chain(chain, fitted.audio, self.voice.sample_rate)
         t4 = time.monotonic()
         self.report.add_stage("fx_s", t4 - t3)
         self.report.add_stage("total_s", t4 - t0)
@@ -192,6 +200,7 @@ class AnswerTurn:
             lead_samples=fitted.lead_samples,
             line=line,
             planned_onsets_s=onsets,
+            vowel_onsets_s=tuple(fitted.vowel_onsets_s),
             ready_time_s=time.monotonic(),
         )
         self.sink.submit(render)

@@ -9,10 +9,9 @@ Three things about aubio 0.4.9 shape this adapter (each measured on synthetic ki
   175 BPM beat at 88. The engine always has the MIDI clock's tempo: given `reference_bpm`, the tracker tells
   aubio a sample rate scaled by 120 / reference, which centres the prior on the clock's tempo; every time
   is then read in samples and every tempo is scaled back, so nothing else changes.
-- Its beat period is a whole number of detection frames (hops), so beats drift by up to half a hop per beat
-  and its tempo is up to 2% off. Given the reference, the hop is chosen to divide the beat period into whole
-  hops; and `tempo_bpm` is the slope of a least-squares line through the recent beats, each numbered by how
-  many periods it lies after the one before.
+- Its period, estimated on the grid of detection frames, comes out up to 2% off, so its beats drift and jump
+  back. `tempo_bpm` is instead the slope of a least-squares line through the recent beats, each numbered by
+  how many periods it lies after the one before: within 0.6 BPM of the truth on synthetic kits.
 """
 
 from __future__ import annotations
@@ -76,21 +75,15 @@ def fit_tempo_bpm(beats_s: list[float] | tuple[float, ...], period_s: float) -> 
     return 60.0 / slope_s if slope_s > 0 else None
 
 
-def fitted_hop_size(sample_rate: int, hop_size: int, reference_bpm: float) -> int:
-    """The hop nearest `hop_size` that divides the reference beat period into (nearly) whole hops."""
-    period_samples = 60.0 * sample_rate / reference_bpm
-    hops_per_beat = max(1, round(period_samples / hop_size))
-    return max(1, round(period_samples / hops_per_beat))
-
-
 class BeatTracker:
     """aubio's "default" tempo tracker over a stream of mono float blocks of any length.
 
     `reference_bpm` (the MIDI clock's tempo) re-centres aubio's tempo prior and folds octave errors.
     A beat counts only within `silence_hold_s` of a block louder than `silence_db` (drum hits leave digital
-    silence between them; a stopped beat bus does not keep ticking). aubio reports beats from about 1.5-3.5 s in, but
-    is confident of a period only after one analysis window (5-11 s of audio, depending on tempo and rate);
-    until its confidence reaches `min_confidence`, `tempo_bpm` is None.
+    silence between them; a stopped beat bus does not keep ticking). aubio reports beats from about 1.5-3.5 s
+    in, but is confident of a period only after one analysis window (5-11 s of audio, depending on tempo and
+    rate); until its confidence reaches `min_confidence`, `tempo_bpm` is None. When the clock's tempo
+    changes, start a new tracker with the new reference.
     """
 
     def __init__(
@@ -108,15 +101,16 @@ class BeatTracker:
         if reference_bpm is not None and not 20.0 <= reference_bpm <= 999.0:
             raise CypherError(f"reference_bpm must be within 20..999 (the clock's tempo), got {reference_bpm}")
         self.sample_rate = sample_rate
-        self.hop_size = hop_size if reference_bpm is None else fitted_hop_size(sample_rate, hop_size, reference_bpm)
+        self.hop_size = hop_size
         self.reference_bpm = reference_bpm
         self.silence_db = silence_db
         self.min_confidence = min_confidence
         self.fit_window_s = fit_window_s
         scale = AUBIO_PRIOR_BPM / reference_bpm if reference_bpm else 1.0
         self._declared_rate = max(1, round(sample_rate * scale))
-        window_size = 1 << (2 * self.hop_size - 1).bit_length()  # aubio's FFT wants a power of two
-        self._tempo = aubio.tempo("default", window_size, self.hop_size, self._declared_rate)
+        window_size = 1 << (2 * hop_size - 1).bit_length()  # aubio's FFT wants a power of two
+        log.debug("aubio tempo: hop %d, window %d, declared rate %d", hop_size, window_size, self._declared_rate)
+        self._tempo = aubio.tempo("default", window_size, hop_size, self._declared_rate)
         self._last_beat_samples = self._tempo.get_last()
         self._pending = np.zeros(0, dtype=np.float32)
         self._fed_samples = 0

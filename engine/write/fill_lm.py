@@ -9,7 +9,9 @@ reranked by syllable fit, end rhyme, reference to the opponent, fluency and fres
 
 from __future__ import annotations
 
+import copy
 import importlib.util
+import inspect
 import logging
 import math
 import os
@@ -38,17 +40,37 @@ _PIECE_OK = re.compile(r"^ ?[A-Za-z']+$|^,$")
 SHORTLIST = 48  # model's top tokens checked against the constraints at each step
 WIDE_SHORTLIST = 1024  # checked when none of the short list fits
 SAMPLE_TOP = 16  # allowed tokens sampled from
-ANSWER_BIAS = 2.5  # logit bonus for the first token of an opponent word not yet taken up
+ANSWER_BIAS = 3.5  # logit bonus for the first token of an opponent word not yet taken up
 RHYME_BIAS = 2.0  # logit bonus for a fitting rhyme word once few syllables are left
-REPEAT_PENALTY = 2.0  # logit malus for a token this candidate already wrote
+REPEAT_PENALTY = 3.0  # logit malus for a token this candidate already wrote
+STALE_PENALTY = 1.5  # logit malus for the words of four letters or more in our earlier lines, and for:
+PROMPT_WORDS = frozenset({"opponent", "syllables", "write", "filler", "line", "lines"})  # the prompt's own words
 NEAR_END = 3  # syllables left at which rhyme words get their bonus
+COPY_MALUS = 3.0  # rerank malus for four words in a row from the opponent or the example (half: three of ours)
+REPEAT_MALUS = 1.0  # rerank malus per word of three letters or more said twice in the line
+END_WEIGHT = 1.0  # rerank weight of the model's chance to end the line after its last word
 FRESH_ROUNDS = 3  # decoding rounds tried before giving up on finding a line not used before
+
+
+SYSTEM = "You are a battle rapper. You answer the opponent's verse with one rap line at a time, nothing else."
+EXAMPLE = (
+    {"role": "user", "content": "Opponent:\nyou rap like a robot, your rhymes are old\nyour flow is slow and "
+                                "your beats are cold\nWrite my next line, about 11 syllables, use the word robot."},
+    {"role": "assistant", "content": "Call me a robot, I still run the whole show"},
+)
 
 
 def default_cache_root() -> Path:
     """Where converted models live: `$XDG_CACHE_HOME/cypher` or `~/.cache/cypher`."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "cypher"
+
+
+def default_threads() -> int:
+    """Torch threads for decoding: all cores but one (kept for audio and voice), at most four.
+
+    On a busy 2-core machine two threads ran a decoding step 3-10x slower than one (they wait on each other)."""
+    return max(1, min(4, (os.cpu_count() or 2) - 1))
 
 
 def shipped_gguf_path() -> Path:
@@ -75,6 +97,7 @@ class _Candidate:
     token_ids: set[int] = field(default_factory=set)
     ended: bool = False
     failed: bool = False
+    end_logprob: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -86,6 +109,7 @@ class _Targets:
     reserve: int
     answer_ids: tuple[int, ...]
     answer_words: frozenset[str]
+    stale_ids: tuple[int, ...]
 
 
 class LMFiller:
@@ -101,6 +125,7 @@ class LMFiller:
         temperature: float = 0.8,
         gguf_path: Path | None = None,
         threads: int | None = None,
+        int8: bool = False,
     ) -> None:
         """Load the model, converting the GGUF once into a full-precision copy under `cache_dir`."""
         if candidates < 1:
@@ -118,72 +143,79 @@ class LMFiller:
         except ImportError as exc:
             raise BackendMissingError(f"torch and transformers are missing ({exc}); {SETUP_HINT}") from exc
         self._torch = torch
-        torch.set_num_threads(threads or max(1, min(2, os.cpu_count() or 1)))
+        torch.set_num_threads(threads or default_threads())
         folder = (Path(cache_dir) if cache_dir is not None else default_cache_root()) / f"{gguf.stem}-fp32"
         started = time.perf_counter()
         self.model, self.tokenizer = _load(transformers, torch, gguf, folder)
         self.load_s = time.perf_counter() - started
         self.model.eval()
+        if int8:
+            self.model = _int8(torch, self.model)
         self._pieces: list[str] = self.tokenizer.batch_decode([[i] for i in range(len(self.tokenizer))])
         self._ok = [bool(_PIECE_OK.match(p)) for p in self._pieces]
         self._word_ids = self._index_words()
-        self._pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        self._end_ids = [i for i, p in enumerate(self._pieces) if p.strip(" ") and not p.strip(" .!?\n")]
+        self._end_ids += [i for i in (self.tokenizer.eos_token_id,) if i is not None]
+        params = inspect.signature(self.model.forward).parameters
+        self._cache_arg = "cache" if "cache" in params else "past_key_values"
+        self._keep_arg = next((k for k in ("logits_to_keep", "num_logits_to_keep") if k in params), "")
+        self._new_cache = transformers.DynamicCache
+        self._prefix: tuple[tuple[int, ...], Any] | None = None
         log.info("LM filler ready: %s loaded in %.2f s", folder.name, self.load_s)
 
     # ---- vocabulary ---------------------------------------------------------------------------------------------
 
-    def _index_words(self) -> dict[str, int]:
-        """Lower-case dictionary words that are a single token with a leading space: the possible end words."""
-        words: dict[str, int] = {}
+    def _index_words(self) -> dict[tuple[str, ...], list[tuple[str, int]]]:
+        """Lower-case dictionary words that are one token with a leading space (the possible end words), grouped
+        by their slant-rhyme vowel key."""
+        words: dict[tuple[str, ...], list[tuple[str, int]]] = {}
+        seen: set[str] = set()
         for i, piece in enumerate(self._pieces):
             w = piece[1:]
             if piece.startswith(" ") and w.isalpha() and w.islower() and (len(w) > 1 or w == "a"):
-                if in_dictionary(w):
-                    words.setdefault(w, i)
+                if w not in seen and in_dictionary(w):
+                    seen.add(w)
+                    words.setdefault(word_vowel_key(w), []).append((w, i))
         return words
 
-    def _targets(self, line: LinePlan) -> _Targets:
-        """The end words for this line's rhyme class, grouped by syllables, and the opponent words' first tokens."""
+    def _targets(self, line: LinePlan, context: FillContext) -> _Targets:
+        """The end words for this line's rhyme class grouped by syllables, the opponent words' first tokens, and
+        the first tokens of the longer words our earlier lines already used."""
         targets = [normalize(w) for w in line.rhyme_words if normalize(w)]
-        keys = {word_vowel_key(t) for t in targets}
         by_syl: dict[int, list[int]] = {}
-        for w, i in self._word_ids.items():
-            if word_vowel_key(w) in keys and any(rhymes([w], [t]) for t in targets):
-                by_syl.setdefault(syllables(w), []).append(i)
+        for key in {word_vowel_key(t) for t in targets}:
+            for w, i in self._word_ids.get(key, ()):
+                if any(rhymes([w], [t]) for t in targets):
+                    by_syl.setdefault(syllables(w), []).append(i)
         if not by_syl:
             log.warning("no single-token word rhymes with %s; line %d ends on any word", targets, line.bar)
-            for w, i in self._word_ids.items():
-                by_syl.setdefault(syllables(w), []).append(i)
+            for group in self._word_ids.values():
+                for w, i in group:
+                    by_syl.setdefault(syllables(w), []).append(i)
         end_ids = {s: tuple(ids) for s, ids in by_syl.items() if s <= line.budget}
         if not end_ids:
             raise PlanError(f"line {line.bar}: a budget of {line.budget} syllables is too short for its rhyme")
         answers = frozenset(normalize(w) for w in line.answer_words if normalize(w))
-        answer_ids = sorted({self.tokenizer.encode(form, add_special_tokens=False)[0]
-                             for w in answers for form in (f" {w}", f" {w.capitalize()}", w, w.capitalize())})
-        return _Targets(line.budget, end_ids, min(end_ids), tuple(answer_ids), answers)
+        answer_ids = sorted({self.tokenizer.encode(f" {w}", add_special_tokens=False)[0] for w in answers})
+        said = ({w.lower() for f in context.previous for w in f.words if len(w) > 3} | PROMPT_WORDS) - answers
+        stale_ids = sorted({self.tokenizer.encode(form, add_special_tokens=False)[0]
+                            for w in said for form in (f" {w}", w.capitalize())})
+        return _Targets(line.budget, end_ids, min(end_ids), tuple(answer_ids), answers, tuple(stale_ids))
 
     # ---- prompt -------------------------------------------------------------------------------------------------
 
     def _prompt(self, line: LinePlan, context: FillContext) -> list[int]:
-        """The chat prompt: the opponent's verse, our lines so far, the words to take up and the rhyme."""
-        verse = "\n".join(context.opponent_lines[-8:]) or "(no verse heard)"
+        """The chat prompt: a system turn and one worked example (the same for every line, so their cache is
+        reused), then the opponent's verse, our lines so far and what this line must do."""
+        ask = ["Opponent:\n" + ("\n".join(context.opponent_lines[-8:]) or "(silence)") + "\n"]
         ours = "\n".join(f.text for f in context.previous[-4:])
-        ask = [f"Opponent's verse:\n{verse}\n"]
         if ours:
-            ask.append(f"Your answer so far:\n{ours}\n")
-        ask.append("Write the next line of your answer: one short line, about "
-                   f"{line.budget} syllables, no quotes.")
-        if line.answer_words:
-            ask.append(f" Flip their words: {', '.join(line.answer_words)}.")
-        if line.rhyme_words:
-            ask.append(f" End on a rhyme for {line.rhyme_words[0]}.")
-        messages = [
-            {"role": "system", "content": "You are a battle rapper. You answer your opponent with sharp, "
-                                          "confident rap lines."},
-            {"role": "user", "content": "".join(ask)},
-        ]
+            ask.append(f"My lines so far:\n{ours}\n")
+        ask.append(f"Write my next line, about {line.budget} syllables")
+        ask.append(f", use the word {' and '.join(line.answer_words)}." if line.answer_words else ".")
+        messages = [{"role": "system", "content": SYSTEM}, *EXAMPLE, {"role": "user", "content": "".join(ask)}]
         ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-        if isinstance(ids, dict) or hasattr(ids, "input_ids"):
+        if not isinstance(ids, list):
             ids = ids["input_ids"]
         return list(ids)
 
@@ -202,12 +234,14 @@ class LMFiller:
             return ("comma", 0.0)
         if piece.startswith(" ") or not c.text:
             word = piece.strip()
-            if "'" in word[:1]:
-                return None
+            if word[:1] == "'" or (c.text and not word.islower() and word.split("'")[0] != "I"):
+                return None  # no title case mid-line: only "I" and its contractions are capitalised
             done = c.done_syllables + (syllables(c.partial) if c.partial else 0)
             left = t.budget - done
             if token in t.end_ids.get(left, ()):
                 return ("end", RHYME_BIAS if left <= NEAR_END else 0.0)
+            if token in t.end_ids.get(left - 1, ()):
+                return ("end", 0.0)  # one syllable short: allowed, the rerank prefers exact lines
             if forced or done + syllables(word) > limit:
                 return None
             return ("word", 0.0)
@@ -221,12 +255,14 @@ class LMFiller:
         """Choose the next token of one candidate among those the constraints admit; None when none does."""
         torch = self._torch
         scores = logp / self.temperature
-        if not t.answer_words & {normalize(w) for w in spoken_words(c.text)}:
+        if c.text and not t.answer_words & {normalize(w) for w in spoken_words(c.text)}:
             scores[list(t.answer_ids)] += ANSWER_BIAS
         if c.token_ids:
             scores[list(c.token_ids)] -= REPEAT_PENALTY
+        if t.stale_ids:
+            scores[list(t.stale_ids)] -= STALE_PENALTY
         done = c.done_syllables + (syllables(c.partial) if c.partial else 0)
-        rhyme_now = list(t.end_ids.get(t.budget - done, ()))
+        rhyme_now = [*t.end_ids.get(t.budget - done, ()), *t.end_ids.get(t.budget - done - 1, ())]
         for width in (SHORTLIST, WIDE_SHORTLIST):
             order = torch.topk(scores, width).indices.tolist()
             shortlist = list(dict.fromkeys(order + rhyme_now))
@@ -266,33 +302,66 @@ class LMFiller:
 
     # ---- decoding -----------------------------------------------------------------------------------------------
 
+    def _prefill(self, prompt: list[int]) -> tuple[Any, Any]:
+        """Run the prompt, reusing the cache of the part it shares with the previous prompt (the system turn);
+        returns the cache (batch of one) and the logits after the prompt."""
+        torch = self._torch
+        keep = 0
+        if self._prefix is not None:
+            keep = min(_common_prefix(self._prefix[0], prompt), len(prompt) - 1)
+        if keep > 0:
+            cache = copy.deepcopy(self._prefix[1])
+            if keep < len(self._prefix[0]):
+                cache.crop(keep - len(self._prefix[0]))  # a negative count removes that many tokens
+        else:
+            cache = self._new_cache()
+        out = self._forward(torch.tensor([prompt[keep:]]), cache, last_only=True)
+        self._prefix = (tuple(prompt), copy.deepcopy(cache))
+        return cache, out.logits[:, -1, :].float()
+
+    def _forward(self, input_ids: Any, cache: Any, last_only: bool = False) -> Any:
+        """One model call that extends `cache` in place (argument names differ across transformers versions)."""
+        kwargs = {self._cache_arg: cache, "use_cache": True}
+        if last_only and self._keep_arg:
+            kwargs[self._keep_arg] = 1
+        return self.model(input_ids=input_ids, **kwargs)
+
     def _decode(self, prompt: list[int], t: _Targets, gen: Any) -> list[_Candidate]:
-        """One batch of candidates sharing the prompt's cache, each step constrained per candidate."""
+        """One batch of candidates sharing the prompt's cache, each step constrained per candidate. After a
+        candidate's end word, the model's chance of ending the line there is kept as its `end_logprob`."""
         torch = self._torch
         n = self.candidates
         cands = [_Candidate() for _ in range(n)]
         max_steps = 2 * t.budget + 6
         with torch.inference_mode():
-            out = self.model(input_ids=torch.tensor([prompt]), use_cache=True)
-            cache = out.past_key_values
+            cache, logits = self._prefill(prompt)
             cache.batch_repeat_interleave(n)
-            logits = out.logits[:, -1, :].float().expand(n, -1)
-            for step in range(max_steps):
+            logits = logits.expand(n, -1)
+            rows = list(range(n))  # the candidate in each row of the batch; finished ones leave it
+            just_ended: set[int] = set()
+            for step in range(max_steps + 1):
                 logp = torch.log_softmax(logits, dim=-1)
+                keep: list[int] = []
                 nxt: list[int] = []
-                for i, c in enumerate(cands):
-                    tok = None
-                    if not (c.ended or c.failed):
-                        tok = self._step(c, logp[i].clone(), t, step >= max_steps - 2, gen)
-                        c.failed = tok is None
-                    nxt.append(self._pad_id if tok is None else tok)
-                if all(c.ended or c.failed for c in cands):
+                for row, i in enumerate(rows):
+                    c = cands[i]
+                    if i in just_ended:
+                        c.end_logprob = float(torch.logsumexp(logp[row, self._end_ids], dim=0))
+                        continue
+                    tok = None if step == max_steps else self._step(c, logp[row].clone(), t,
+                                                                    step >= max_steps - 2, gen)
+                    if tok is None:
+                        c.failed = True
+                        continue
+                    keep.append(row)
+                    nxt.append(tok)
+                just_ended = {rows[r] for r in keep if cands[rows[r]].ended}
+                if not keep:
                     break
-                out = self.model(input_ids=torch.tensor(nxt).unsqueeze(1), past_key_values=cache, use_cache=True)
-                cache = out.past_key_values
-                logits = out.logits[:, -1, :].float()
-        for c in cands:
-            c.failed = c.failed or not c.ended
+                if len(keep) < len(rows):
+                    cache.batch_select_indices(torch.tensor(keep))
+                rows = [rows[r] for r in keep]
+                logits = self._forward(torch.tensor(nxt).unsqueeze(1), cache).logits[:, -1, :].float()
         return cands
 
     # ---- reranking ----------------------------------------------------------------------------------------------
@@ -306,10 +375,14 @@ class LMFiller:
         if lower and any(rhymes(lower[-1:], [r]) for r in line.rhyme_words):
             score += 2.0
         if any(_refers(w, t.answer_words) for w in lower):
-            score += 1.0
-        score += sum(c.logprobs) / max(1, len(c.logprobs))
-        if _copies(lower, context.opponent_lines):
-            score -= 1.5
+            score += 1.5
+        score += sum(c.logprobs) / max(1, len(c.logprobs)) + END_WEIGHT * c.end_logprob
+        if _copies(lower, [*context.opponent_lines, EXAMPLE[1]["content"]], 4):
+            score -= COPY_MALUS
+        if _copies(lower, [f.text for f in context.previous], 3):
+            score -= COPY_MALUS / 2
+        content = [w for w in lower if len(w) > 2]
+        score -= REPEAT_MALUS * (len(content) - len(set(content)))
         ends = {f.words[-1].lower() for f in context.previous if f.words}
         if lower and lower[-1] in ends:
             score -= 1.0
@@ -319,7 +392,7 @@ class LMFiller:
         """Words for one planned line: constrained candidates, reranked; never a line used or written before."""
         torch = self._torch
         started = time.perf_counter()
-        t = self._targets(line)
+        t = self._targets(line, context)
         prompt = self._prompt(line, context)
         gen = torch.Generator().manual_seed(_mix(self.seed, context.seed, line.bar, len(context.previous)))
         stale = {_key(s) for s in context.used_lines} | {_key(f.text) for f in context.previous}
@@ -372,6 +445,21 @@ def _load(transformers: Any, torch: Any, gguf: Path, folder: Path) -> tuple[Any,
     return model, tokenizer
 
 
+def _int8(torch: Any, model: Any) -> Any:
+    """The model with its linear layers quantized to int8 on the fly (about 1.8x faster decoding on CPU)."""
+    return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+
+
+def _common_prefix(a: tuple[int, ...], b: list[int]) -> int:
+    """Length of the longest common prefix of two token sequences."""
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
 def _mix(*parts: int) -> int:
     """A stable seed from several integers."""
     seed = 0
@@ -391,11 +479,11 @@ def _refers(word: str, answers: Iterable[str]) -> bool:
     return any(w == a or w in (a + "s", a + "'s", a + "es") for a in answers)
 
 
-def _copies(words: list[str], opponent: Iterable[str]) -> bool:
-    """Whether the line repeats four words in a row from the opponent's verse."""
-    grams = {tuple(words[i:i + 4]) for i in range(len(words) - 3)}
-    for text in opponent:
+def _copies(words: list[str], lines: Iterable[str], n: int) -> bool:
+    """Whether the line repeats `n` words in a row from one of `lines`."""
+    grams = {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
+    for text in lines:
         theirs = [w.lower() for w in spoken_words(text)]
-        if grams & {tuple(theirs[i:i + 4]) for i in range(len(theirs) - 3)}:
+        if grams & {tuple(theirs[i:i + n]) for i in range(len(theirs) - n + 1)}:
             return True
     return False

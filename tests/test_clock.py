@@ -1,0 +1,223 @@
+"""The clock follower on synthetic tick times: tempo accuracy, transport and positions, robustness."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from bridge.clock import ClockFollower, EmaFollower, clock_period_s
+from bridge.clockgen import jittered_tick_times_s
+from engine.errors import ClockError
+from engine.events import (
+    ClockTick,
+    ControlChange,
+    SongPosition,
+    TransportContinue,
+    TransportStart,
+    TransportStop,
+)
+from engine.timebase import TICKS_PER_BAR, TICKS_PER_MIDI_CLOCK, Position
+
+START_S = 1000.0
+JITTER_RMS_S = 0.001
+SEEDS = range(40)
+
+
+def feed_ticks(follower: ClockFollower | EmaFollower, times_s: np.ndarray) -> None:
+    for time_s in times_s:
+        follower.feed(ClockTick(float(time_s)))
+
+
+def started_follower(tempo_bpm: float, clocks: int, seed: int) -> tuple[ClockFollower, EmaFollower]:
+    """A follower and the EMA baseline after Start and `clocks` jittered clocks."""
+    times_s = jittered_tick_times_s(START_S, tempo_bpm, clocks, JITTER_RMS_S, np.random.default_rng(seed))
+    follower, ema = ClockFollower(), EmaFollower()
+    follower.feed(TransportStart(START_S - 0.001))
+    feed_ticks(follower, times_s)
+    feed_ticks(ema, times_s)
+    return follower, ema
+
+
+def rms_tempo_error(tempo_bpm: float, clocks: int) -> tuple[float, float]:
+    """RMS tempo error over the seeds, of the line fit and of the EMA baseline."""
+    errors = []
+    for seed in SEEDS:
+        follower, ema = started_follower(tempo_bpm, clocks, seed)
+        assert follower.tempo_bpm is not None and ema.tempo_bpm is not None
+        errors.append((follower.tempo_bpm - tempo_bpm, ema.tempo_bpm - tempo_bpm))
+    fit, baseline = np.array(errors).T
+    return float(np.sqrt(np.mean(fit**2))), float(np.sqrt(np.mean(baseline**2)))
+
+
+def cramer_rao_tempo_rms(tempo_bpm: float, clocks: int) -> float:
+    """The best RMS tempo error any estimator can reach from `clocks` ticks with Gaussian jitter."""
+    slope_rms_s = JITTER_RMS_S / math.sqrt(clocks * (clocks**2 - 1) / 12)
+    return tempo_bpm * slope_rms_s / clock_period_s(tempo_bpm)
+
+
+@pytest.mark.parametrize("tempo_bpm", [60.0, 120.0, 200.0])
+def test_tempo_one_bar_after_start_is_near_the_cramer_rao_bound_and_beats_ema(tempo_bpm: float) -> None:
+    fit_rms, ema_rms = rms_tempo_error(tempo_bpm, 96)
+    assert fit_rms <= 1.3 * cramer_rao_tempo_rms(tempo_bpm, 96)
+    assert ema_rms > 20 * fit_rms
+    if tempo_bpm <= 120:
+        assert fit_rms <= 0.05
+    else:
+        # At 200 BPM one bar of 1 ms jitter bounds any estimator at 0.059 BPM RMS; two bars are enough.
+        assert rms_tempo_error(tempo_bpm, 192)[0] <= 0.05
+
+
+def test_no_tempo_before_enough_ticks_and_no_prediction_without_one() -> None:
+    follower = ClockFollower(min_ticks=6)
+    follower.feed(TransportStart(START_S))
+    feed_ticks(follower, jittered_tick_times_s(START_S, 120.0, 5, 0.0, np.random.default_rng(0)))
+    assert follower.tempo_bpm is None
+    with pytest.raises(ClockError, match="no tempo yet"):
+        follower.predict_time_s(0)
+    follower.feed(ClockTick(START_S + 5 * clock_period_s(120.0)))
+    assert follower.tempo_bpm == pytest.approx(120.0, abs=1e-6)
+
+
+def test_start_stop_continue_and_song_position_move_the_position() -> None:
+    period_s = clock_period_s(120.0)
+    follower = ClockFollower()
+    follower.feed(SongPosition(8, START_S - 0.5))  # a transport message first: no mid-song join
+    follower.feed(ClockTick(START_S - 0.1))
+    assert follower.transport == "stopped"
+    assert follower.position_ticks == 8 * 240
+    follower.feed(TransportStart(START_S - 0.01))
+    assert follower.transport == "playing"
+    assert follower.position_ticks == 0
+    times_s = START_S + np.arange(100) * period_s
+    feed_ticks(follower, times_s)
+    assert follower.position_ticks == 99 * TICKS_PER_MIDI_CLOCK
+    assert follower.bar_beat() == Position(bar=1, beat=0, tick=3 * TICKS_PER_MIDI_CLOCK)
+
+    follower.feed(TransportStop(times_s[-1] + 0.005))
+    assert follower.transport == "stopped"
+    assert follower.position_ticks == 100 * TICKS_PER_MIDI_CLOCK  # where the next clock resumes
+    with pytest.raises(ClockError, match="stopped"):
+        follower.predict_time_s(TICKS_PER_BAR * 4)
+    feed_ticks(follower, times_s[-1] + np.arange(1, 5) * period_s)  # clocks while stopped: no movement
+    assert follower.position_ticks == 100 * TICKS_PER_MIDI_CLOCK
+
+    follower.feed(TransportContinue(times_s[-1] + 4.5 * period_s))
+    follower.feed(ClockTick(times_s[-1] + 5 * period_s))
+    assert follower.position_ticks == 100 * TICKS_PER_MIDI_CLOCK
+
+    follower.feed(TransportStop(times_s[-1] + 5.5 * period_s))
+    follower.feed(SongPosition(32, times_s[-1] + 5.6 * period_s))  # bar 3 (zero-based 2)
+    follower.feed(TransportContinue(times_s[-1] + 5.7 * period_s))
+    follower.feed(ClockTick(times_s[-1] + 6 * period_s))
+    assert follower.bar_beat() == Position(bar=2, beat=0, tick=0)
+    follower.feed(ControlChange(0, 7, 100, times_s[-1] + 6.1 * period_s))  # not the follower's: no effect
+    assert follower.ignored == 0
+
+
+def test_predicted_bar_lines_follow_the_ideal_clock() -> None:
+    tempo_bpm = 120.0
+    follower, _ = started_follower(tempo_bpm, 192, seed=7)
+    for bar in (2, 4, 8):
+        ideal_s = START_S + bar * TICKS_PER_BAR / TICKS_PER_MIDI_CLOCK * clock_period_s(tempo_bpm)
+        assert abs(follower.predict_time_s(bar * TICKS_PER_BAR) - ideal_s) < 0.001 * bar
+    assert follower.jitter_ms == pytest.approx(1.0, rel=0.2)
+
+
+def test_joining_mid_song_counts_from_the_first_clock() -> None:
+    follower = ClockFollower()
+    times_s = jittered_tick_times_s(START_S, 95.0, 200, JITTER_RMS_S, np.random.default_rng(3))
+    feed_ticks(follower, times_s)
+    assert follower.transport == "playing"
+    assert follower.position_ticks == 199 * TICKS_PER_MIDI_CLOCK
+    assert follower.tempo_bpm == pytest.approx(95.0, abs=0.05)
+    assert follower.predict_time_s(200 * TICKS_PER_MIDI_CLOCK) == pytest.approx(
+        START_S + 200 * clock_period_s(95.0), abs=0.002
+    )
+
+
+def test_a_tempo_step_is_followed_within_a_bar() -> None:
+    rng = np.random.default_rng(11)
+    before_s = START_S + np.arange(384) * clock_period_s(120.0)
+    after_s = before_s[-1] + np.arange(1, 97) * clock_period_s(140.0)
+    follower = ClockFollower()
+    feed_ticks(follower, np.concatenate([before_s, after_s]) + rng.normal(0, JITTER_RMS_S, 480))
+    assert follower.tempo_changes >= 1
+    assert follower.tempo_bpm == pytest.approx(140.0, abs=0.1)
+    assert follower.clocks == 480
+
+
+def test_a_tempo_ramp_shortens_the_window() -> None:
+    rng = np.random.default_rng(9)
+    tempo_bpm = np.concatenate([np.full(384, 120.0), np.linspace(120.0, 130.0, 384), np.full(96, 130.0)])
+    periods_s = 60.0 / (tempo_bpm[:-1] * 24)
+    times_s = START_S + np.concatenate([[0.0], np.cumsum(periods_s)]) + rng.normal(0, JITTER_RMS_S, tempo_bpm.size)
+    follower, fixed_window = ClockFollower(), ClockFollower(drift_sigmas=math.inf)
+    feed_ticks(follower, times_s)
+    feed_ticks(fixed_window, times_s)
+    assert follower.tempo_changes >= 1 and fixed_window.tempo_changes == 0
+    assert follower.tempo_bpm is not None and fixed_window.tempo_bpm is not None
+    # One bar after a 4-bar ramp: the shortened window has caught up, two fixed bars still lag.
+    assert abs(follower.tempo_bpm - 130.0) <= 0.15
+    assert abs(fixed_window.tempo_bpm - 130.0) > 0.3
+
+
+def test_single_late_ticks_are_left_out_of_the_fit_but_still_count() -> None:
+    rng = np.random.default_rng(5)
+    times_s = START_S + np.arange(400) * clock_period_s(120.0) + rng.normal(0, JITTER_RMS_S, 400)
+    times_s[50::50] += 0.010
+    follower = ClockFollower()
+    feed_ticks(follower, times_s)
+    assert follower.outliers >= 7
+    assert follower.tempo_changes == 0
+    assert follower.clocks == 400
+    assert follower.tempo_bpm == pytest.approx(120.0, abs=0.05)
+    assert follower.jitter_ms < 1.3
+
+
+def test_a_silence_keeps_the_tempo_and_restarts_the_line() -> None:
+    period_s = clock_period_s(100.0)
+    follower = ClockFollower()
+    follower.feed(TransportStart(START_S))
+    feed_ticks(follower, START_S + np.arange(96) * period_s)
+    follower.feed(TransportStop(START_S + 96 * period_s))
+    resume_s = START_S + 30.0 + 0.0123  # clocks stopped for half a minute, at an arbitrary phase
+    follower.feed(TransportContinue(resume_s - 0.001))
+    follower.feed(ClockTick(resume_s))
+    assert follower.tempo_bpm == pytest.approx(100.0, abs=1e-6)
+    assert follower.position_ticks == 96 * TICKS_PER_MIDI_CLOCK
+    assert follower.predict_time_s(97 * TICKS_PER_MIDI_CLOCK) == pytest.approx(resume_s + period_s, abs=1e-6)
+    follower.feed(ClockTick(resume_s + period_s + 0.002))  # a late second clock does not reset the tempo
+    assert follower.tempo_bpm == pytest.approx(100.0, abs=1e-6)
+
+
+def test_garbage_is_counted_never_raised_and_the_clock_recovers() -> None:
+    follower = ClockFollower()
+    garbage: list[object] = [
+        ClockTick(float("nan")),
+        ClockTick(float("inf")),
+        SongPosition(-1, START_S),
+        SongPosition(20000, START_S),
+        None,
+        "clock",
+        42,
+        ClockTick(START_S + 0.5),
+        ClockTick(START_S + 0.4),  # time running backwards
+    ]
+    for event in garbage:
+        follower.feed(event)
+    feed_ticks(follower, START_S + 0.6 + np.arange(60) * 0.0001)  # 60 clocks in 6 ms: 25000 BPM
+    follower.feed(ClockTick(START_S + 0.5))  # backwards again
+    min_ticks = 6  # the follower's default: at most min_ticks - 1 clocks of a burst get through
+    assert follower.clocks <= 1 + (min_ticks - 1)
+    assert follower.ignored == (len(garbage) - 1) + (60 - (follower.clocks - 1)) + 1
+    assert follower.tempo_bpm is None or 20 <= follower.tempo_bpm <= 999
+
+    start_s = START_S + 2.0
+    follower.feed(TransportStart(start_s - 0.001))
+    times_s = jittered_tick_times_s(start_s, 120.0, 193, JITTER_RMS_S, np.random.default_rng(2))
+    feed_ticks(follower, times_s)
+    assert follower.tempo_bpm == pytest.approx(120.0, abs=0.05)
+    assert follower.position_ticks == 192 * TICKS_PER_MIDI_CLOCK
+    assert follower.bar_beat() == Position(bar=2, beat=0, tick=0)
