@@ -121,3 +121,21 @@ def test_cache_root_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     assert default_cache_root() == tmp_path / "cypher"
     monkeypatch.delenv("XDG_CACHE_HOME")
     assert default_cache_root() == Path.home() / ".cache" / "cypher"
+
+
+def test_a_rhyme_no_word_can_meet_still_fills_the_budget(filler: LMFiller,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    line = plan_line(2, 10, ("zoobababa",), ())  # made up: no word of the model's rhymes with it
+    with caplog.at_level("WARNING", logger="engine.write.fill_lm"):
+        filled = filler.fill_line(line, FillContext(opponent_lines=OPPONENT))
+    assert "ends on any word" in caplog.text
+    assert abs(filled.syllable_count - line.budget) <= 1, filled.text
+
+
+def test_a_line_without_rhyme_words_fills_the_budget_quietly(filler: LMFiller,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    line = plan_line(3, 11, (), ANSWER)
+    with caplog.at_level("WARNING", logger="engine.write.fill_lm"):
+        filled = filler.fill_line(line, FillContext(opponent_lines=OPPONENT))
+    assert caplog.text == ""
+    assert abs(filled.syllable_count - line.budget) <= 1, filled.text

@@ -1,10 +1,12 @@
 """The language-model filler: SmolLM2-135M-Instruct writes each planned line under the plan's constraints.
 
 Decoding is a step loop over one batch of candidates that share the prompt's key/value cache. At every step each
-candidate looks at the model's most likely tokens and keeps only those that fit: no symbols or newlines, no word
-that would leave too few syllables for the end rhyme, and, once the line nears its budget, only a word of the
-planned rhyme class whose syllables fill the budget exactly. That word ends the line. The candidates are then
-reranked by syllable fit, end rhyme, reference to the opponent, fluency and freshness.
+candidate looks at the model's most likely tokens and keeps only those that fit: no symbols, newlines or title
+case, no word that would leave too few syllables for the end rhyme, and, once the line nears its budget, only a
+word of the planned rhyme class whose syllables fill the budget (or leave it one short). That word ends the line,
+wherever the model finds it likely: the end word is never forced. The candidates are then reranked by syllable fit,
+end rhyme, reference to the opponent, fluency (including the model's wish to end the line there) and freshness.
+Not thread-safe: one filler serves one writer thread.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import copy
 import importlib.util
 import inspect
 import logging
-import math
 import os
 import re
 import shutil
@@ -43,7 +44,7 @@ SAMPLE_TOP = 16  # allowed tokens sampled from
 ANSWER_BIAS = 3.5  # logit bonus for the first token of an opponent word not yet taken up
 RHYME_BIAS = 2.0  # logit bonus for a fitting rhyme word once few syllables are left
 REPEAT_PENALTY = 3.0  # logit malus for a token this candidate already wrote
-STALE_PENALTY = 1.5  # logit malus for the words of four letters or more in our earlier lines, and for:
+STALE_PENALTY = 1.5  # logit malus for the words of four letters or more in our earlier lines and PROMPT_WORDS
 PROMPT_WORDS = frozenset({"opponent", "syllables", "write", "filler", "line", "lines"})  # the prompt's own words
 NEAR_END = 3  # syllables left at which rhyme words get their bonus
 COPY_MALUS = 3.0  # rerank malus for four words in a row from the opponent or the example (half: three of ours)
@@ -102,10 +103,11 @@ class _Candidate:
 
 @dataclass(frozen=True)
 class _Targets:
-    """Per line: the token ids that end it on a rhyme (by syllable count) and those that start answer words."""
+    """Per line: the token ids that end it on a rhyme (by syllables), that start answer words, and stale ones."""
 
     budget: int
-    end_ids: dict[int, tuple[int, ...]]
+    end_ids: dict[int, frozenset[int]]
+    end_lists: dict[int, Any]  # the same ids as tensors, to rank them by score
     reserve: int
     answer_ids: tuple[int, ...]
     answer_words: frozenset[str]
@@ -125,9 +127,11 @@ class LMFiller:
         temperature: float = 0.8,
         gguf_path: Path | None = None,
         threads: int | None = None,
-        int8: bool = False,
     ) -> None:
-        """Load the model, converting the GGUF once into a full-precision copy under `cache_dir`."""
+        """Load the model, converting the GGUF once into a full-precision copy under `cache_dir`.
+
+        `candidates` lines are decoded per planned line in one batch; `seed` and the context's seed make the
+        choice repeatable; `gguf_path` overrides the shipped weights; `threads` overrides `default_threads()`."""
         if candidates < 1:
             raise PlanError(f"candidates must be at least 1, got {candidates}")
         if temperature <= 0:
@@ -149,8 +153,6 @@ class LMFiller:
         self.model, self.tokenizer = _load(transformers, torch, gguf, folder)
         self.load_s = time.perf_counter() - started
         self.model.eval()
-        if int8:
-            self.model = _int8(torch, self.model)
         self._pieces: list[str] = self.tokenizer.batch_decode([[i] for i in range(len(self.tokenizer))])
         self._ok = [bool(_PIECE_OK.match(p)) for p in self._pieces]
         self._word_ids = self._index_words()
@@ -188,11 +190,12 @@ class LMFiller:
                 if any(rhymes([w], [t]) for t in targets):
                     by_syl.setdefault(syllables(w), []).append(i)
         if not by_syl:
-            log.warning("no single-token word rhymes with %s; line %d ends on any word", targets, line.bar)
+            if targets:
+                log.warning("no single-token word rhymes with %s; line %d ends on any word", targets, line.bar)
             for group in self._word_ids.values():
                 for w, i in group:
                     by_syl.setdefault(syllables(w), []).append(i)
-        end_ids = {s: tuple(ids) for s, ids in by_syl.items() if s <= line.budget}
+        end_ids = {s: frozenset(ids) for s, ids in by_syl.items() if s <= line.budget}
         if not end_ids:
             raise PlanError(f"line {line.bar}: a budget of {line.budget} syllables is too short for its rhyme")
         answers = frozenset(normalize(w) for w in line.answer_words if normalize(w))
@@ -200,7 +203,9 @@ class LMFiller:
         said = ({w.lower() for f in context.previous for w in f.words if len(w) > 3} | PROMPT_WORDS) - answers
         stale_ids = sorted({self.tokenizer.encode(form, add_special_tokens=False)[0]
                             for w in said for form in (f" {w}", w.capitalize())})
-        return _Targets(line.budget, end_ids, min(end_ids), tuple(answer_ids), answers, tuple(stale_ids))
+        end_lists = {s: self._torch.tensor(sorted(ids)) for s, ids in end_ids.items()}
+        return _Targets(line.budget, end_ids, end_lists, min(end_ids), tuple(answer_ids), answers,
+                        tuple(stale_ids))
 
     # ---- prompt -------------------------------------------------------------------------------------------------
 
@@ -255,14 +260,18 @@ class LMFiller:
         """Choose the next token of one candidate among those the constraints admit; None when none does."""
         torch = self._torch
         scores = logp / self.temperature
-        if c.text and not t.answer_words & {normalize(w) for w in spoken_words(c.text)}:
+        if c.text and not any(_refers(w, t.answer_words) for w in spoken_words(c.text)):
             scores[list(t.answer_ids)] += ANSWER_BIAS
         if c.token_ids:
             scores[list(c.token_ids)] -= REPEAT_PENALTY
         if t.stale_ids:
             scores[list(t.stale_ids)] -= STALE_PENALTY
         done = c.done_syllables + (syllables(c.partial) if c.partial else 0)
-        rhyme_now = [*t.end_ids.get(t.budget - done, ()), *t.end_ids.get(t.budget - done - 1, ())]
+        rhyme_now: list[int] = []
+        for left in (t.budget - done, t.budget - done - 1):
+            ids = t.end_lists.get(left)
+            if ids is not None:
+                rhyme_now += ids[torch.topk(scores[ids], min(SHORTLIST, len(ids))).indices].tolist()
         for width in (SHORTLIST, WIDE_SHORTLIST):
             order = torch.topk(scores, width).indices.tolist()
             shortlist = list(dict.fromkeys(order + rhyme_now))
@@ -443,11 +452,6 @@ def _load(transformers: Any, torch: Any, gguf: Path, folder: Path) -> tuple[Any,
     shutil.rmtree(folder, ignore_errors=True)
     staging.rename(folder)
     return model, tokenizer
-
-
-def _int8(torch: Any, model: Any) -> Any:
-    """The model with its linear layers quantized to int8 on the fly (about 1.8x faster decoding on CPU)."""
-    return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 
 
 def _common_prefix(a: tuple[int, ...], b: list[int]) -> int:
