@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
@@ -59,7 +60,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="seed for the clock jitter, the beat and the words")
     demo.add_argument("--words", choices=("auto", "lm", "lexicon"), default="auto",
                       help="words backend: the language model, the lexicon, or auto (model if installed)")
+    demo.set_defaults(run=_demo)
+    for register in _registrars():
+        register(sub)
     return parser
+
+
+def _registrars() -> list[Callable[[argparse._SubParsersAction], None]]:
+    """The other subcommands: each module's `register(sub)` adds its parser with `set_defaults(run=...)`,
+    where `run(args, console) -> int`."""
+    return []
 
 
 def _demo(args: argparse.Namespace, console: Console) -> int:
@@ -117,16 +127,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        if args.command == "demo":
-            return _demo(args, console)
+        return int(args.run(args, console))
     except CypherError as exc:
         console.print(f"[bold red]cypher {args.command}:[/] {exc}", highlight=False)
         return 1
     except KeyboardInterrupt:
         console.print("stopped")
         return 130
-    parser.error(f"unknown command {args.command}")
-    return 2
 
 
 if __name__ == "__main__":
