@@ -14,7 +14,7 @@ from rich.table import Table
 
 from engine.errors import CypherError
 from engine.presets import available_styles, load_style
-from engine.write.planner import MAX_BARS
+from engine.write.planner import MAX_BARS, MIN_TURN_BARS
 
 log = logging.getLogger("cypher")
 
@@ -35,12 +35,13 @@ about a minute. It writes exchange.wav, answer.wav, answer.txt, grid.png and rep
 
 
 def _bars(text: str) -> int:
+    why = f"--bars takes a whole number from {MIN_TURN_BARS} to {MAX_BARS} (each line is written one bar behind "
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--bars takes a whole number from 1 to {MAX_BARS}, got {text!r}") from None
-    if not 1 <= value <= MAX_BARS:
-        raise argparse.ArgumentTypeError(f"--bars takes a whole number from 1 to {MAX_BARS}, got {value}")
+        raise argparse.ArgumentTypeError(f"{why}the opponent), got {text!r}") from None
+    if not MIN_TURN_BARS <= value <= MAX_BARS:
+        raise argparse.ArgumentTypeError(f"{why}the opponent), got {value}")
     return value
 
 
@@ -56,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder (default: out/demo)")
     demo.add_argument("--style", default="boom_bap",
                       help=f"style preset (default: boom_bap; shipped: {', '.join(available_styles())})")
-    demo.add_argument("--bars", type=_bars, default=8, help=f"bars per turn, 1-{MAX_BARS} (default: 8)")
+    demo.add_argument("--bars", type=_bars, default=8, help=f"bars per turn, {MIN_TURN_BARS}-{MAX_BARS} (default: 8)")
     demo.add_argument("--seed", type=int, default=0, help="seed for the clock jitter, the beat and the words")
     demo.add_argument("--words", choices=("auto", "lm", "lexicon"), default="auto",
                       help="words backend: the language model, the lexicon, or auto (model if installed)")

@@ -24,12 +24,12 @@ from bridge.clockgen import ClockSender
 from bridge.midi import MidiEventSource, open_backend, open_output
 from engine.errors import BackendMissingError, RenderError
 from engine.listen.onsets import vowel_onsets_near
-from engine.listen.vocal import Transcriber
+from engine.listen.vocal import Transcriber, TypedEars
 from engine.presets import PRESETS_DIR, Style
 from engine.synth import synth_beat
 from engine.timebase import TICKS_PER_BAR, TICKS_PER_MIDI_CLOCK, bar_samples, ticks_to_seconds
 from engine.timeline import Timeline
-from engine.turn import AnswerTurn, BarRender
+from engine.turn import AnswerTurn, BarRender, Ears
 from engine.voice.speak import Voice, load_voice
 from engine.write.fill_lexicon import LexiconFiller
 from engine.write.grid import flow_grid
@@ -116,19 +116,28 @@ def speak_on_grid(
     return out
 
 
-def load_filler(words: str, seed: int) -> tuple[Filler, str]:
+def load_filler(words: str, seed: int, gguf_path: Path | None = None) -> tuple[Filler, str]:
     """The words backend: the language model when installed (or asked for), else the lexicon with a warning."""
     if words == "lexicon":
         return LexiconFiller(), "lexicon"
     try:
         from engine.write.fill_lm import LMFiller
 
-        return LMFiller(seed=seed), "smollm2-135m"
+        return LMFiller(seed=seed, gguf_path=gguf_path), "smollm2-135m"
     except BackendMissingError as exc:
         if words == "lm":
             raise
         log.warning("language model unavailable (%s); writing with the lexicon filler", exc)
         return LexiconFiller(), "lexicon"
+
+
+def load_ears(opponent_lines: list[str], model_dir: Path | None = None) -> tuple[Ears, str]:
+    """Speech recognition when installed; else, with a warning, the opponent's lines as typed text."""
+    try:
+        return Transcriber(model_dir), "faster-whisper tiny.en"
+    except BackendMissingError as exc:
+        log.warning("speech recognition unavailable (%s); answering the opponent's text instead", exc)
+        return TypedEars(opponent_lines), "typed text"
 
 
 @dataclass(frozen=True)
@@ -180,13 +189,14 @@ def run_exchange(cfg: DemoConfig, progress: Progress) -> Exchange:
                        pitch_semitones=style.voice.pitch_semitones, accent_db=style.voice.accent_db)
     opponent_voice = load_voice("piper", sample_rate=sr, **OPPONENT_VOICE)
     progress("loading models", 2, 4)
-    transcriber = Transcriber()
+    lines = opponent_text(style, cfg.bars)
+    transcriber, ears_backend = load_ears(lines)
     progress("loading models", 3, 4)
 
     beat = np.zeros(total_bars * bar_len, dtype=np.float32)
     drums = synth_beat(style.beat, tempo, total_bars, sr, seed=cfg.seed)[: len(beat)]
     beat[: len(drums)] = drums
-    vocal = speak_on_grid(opponent_voice, style, opponent_text(style, cfg.bars), INTRO_BARS, total_bars, tempo, sr)
+    vocal = speak_on_grid(opponent_voice, style, lines, INTRO_BARS, total_bars, tempo, sr)
     progress("loading models", 4, 4)
 
     events: queue.Queue = queue.Queue()
@@ -231,7 +241,7 @@ def run_exchange(cfg: DemoConfig, progress: Progress) -> Exchange:
 
     return Exchange(
         beat=beat, vocal=vocal, answer=sink.mix(), sink=sink, follower_tempo_bpm=tempo_seen, turn=turn,
-        backends={"words": words_backend, "voice": voice.name, "ears": "faster-whisper tiny.en"},
+        backends={"words": words_backend, "voice": voice.name, "ears": ears_backend},
         midi_transport=str(getattr(backend, "name", "in-process loopback")), bar_len=bar_len, answer_start_bar=INTRO_BARS + cfg.bars,
         wall_s=time.monotonic() - t_start, beat_tempo_bpm=turn.beat_tracker.tempo_bpm,
     )

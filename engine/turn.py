@@ -19,7 +19,7 @@ import numpy as np
 from bridge.clock import ClockFollower
 from engine.errors import CypherError
 from engine.listen.beat import BeatTracker
-from engine.listen.vocal import HeardWord, Transcriber
+from engine.listen.vocal import HeardWord
 from engine.presets import Style
 from engine.timebase import TICKS_PER_BAR, ticks_to_seconds
 from engine.voice.fx import apply_chain, build_chain
@@ -31,6 +31,14 @@ from engine.write.phonetics import tokenize
 log = logging.getLogger(__name__)
 
 PRE_ROLL_S = 0.3  # heard before each bar line, so the first word of a line is not cut
+
+
+class Ears(Protocol):
+    """What hears the opponent: speech recognition, or typed text."""
+
+    def transcribe(self, audio: np.ndarray, sample_rate: int) -> list[HeardWord]:
+        """The words in one heard bar."""
+        ...
 
 
 class BusInput(Protocol):
@@ -91,7 +99,7 @@ class AnswerTurn:
         follower: ClockFollower,
         vocal_bus: BusInput,
         beat_bus: BusInput,
-        transcriber: Transcriber,
+        transcriber: Ears,
         filler: Filler,
         voice: Voice,
         sink: Sink,

@@ -25,10 +25,10 @@ def test_unknown_style_is_one_clear_line(tmp_path):
 
 
 def test_bars_out_of_range(tmp_path):
-    for bad in ("0", "33", "many"):
+    for bad in ("1", "33", "many"):
         result = cypher("demo", "--bars", bad, "--out", str(tmp_path / "out"))
         assert result.returncode == 2
-        assert "--bars takes a whole number from 1 to 32" in result.stderr
+        assert "--bars takes a whole number from 2 to 32" in result.stderr
         assert "Traceback" not in result.stderr
 
 

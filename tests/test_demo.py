@@ -57,3 +57,14 @@ def test_demo_figures_meet_the_skeleton_bar(demo):
     assert report["bars_late"] == []
     assert report["errors"] == []
     assert set(report["backends"]) == {"words", "voice", "ears"}
+
+
+def test_demo_without_the_language_model_uses_the_lexicon(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "engine.cli", "demo", "--bars", "2", "--words", "lexicon",
+                             "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["backends"]["words"] == "lexicon"
+    assert report["lines_written"] == 2 and report["bars_late"] == []
+    assert report["planned_end_rhymes_hit"] >= 0.5
+    assert report["syllable_fit"] == 1.0

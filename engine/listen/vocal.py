@@ -140,3 +140,24 @@ def words_by_bar(words: Sequence[HeardWord], bar_starts_s: Sequence[float]) -> l
         if index >= 0:
             bars[index].append(word)
     return bars
+
+
+class TypedEars:
+    """Ears for when there is no speech recognition: the opponent's lines as typed (over OSC, or shipped with the
+    demo), handed out one per heard bar in order. Same `transcribe` shape as `Transcriber`."""
+
+    name = "typed text"
+
+    def __init__(self, lines: Sequence[str]) -> None:
+        self._lines = list(lines)
+        self._next = 0
+
+    def transcribe(self, audio: np.ndarray, sample_rate: int) -> list[HeardWord]:
+        """The next typed line as words spread evenly over the bar's audio."""
+        if self._next >= len(self._lines):
+            return []
+        words = self._lines[self._next].split()
+        self._next += 1
+        span_s = len(audio) / sample_rate if sample_rate > 0 else 0.0
+        step_s = span_s / max(1, len(words))
+        return [HeardWord(w, i * step_s, (i + 1) * step_s, 1.0) for i, w in enumerate(words)]

@@ -9,6 +9,8 @@ from __future__ import annotations
 import itertools
 import random
 
+import pronouncing
+
 from engine.write.phonetics import syllables, tokenize
 from engine.write.plan import FilledLine, FillContext, LinePlan
 from engine.write.rhyme import perfect_rhyme, rhymes
@@ -46,10 +48,24 @@ COMMON_WORDS = tuple(
     lost cost boss across toss
     fall wall all call hall small tall
     dream team scheme stream seem extreme
+    run sun done one gun fun son none ton
+    back track stack black attack
+    up cup
+    hit bit fit spit split
+    top stop drop shop
+    way
     city pity gritty
     money honey funny
     """.split()
 )
+
+
+def _dictionary_rhymes(target: list[str], taken: set[str]) -> list[str]:
+    """Short plain words the pronouncing dictionary rhymes with the target, for rhyme classes the word list lacks."""
+    if not target:
+        return []
+    found = pronouncing.rhymes(target[0].lower())
+    return sorted(w for w in found if w.isalpha() and 2 < len(w) <= 7 and w not in taken)[:12]
 
 
 class LexiconFiller:
@@ -64,7 +80,7 @@ class LexiconFiller:
         target = list(line.rhyme_words[:1])
         rhyme_pool = [w for w in COMMON_WORDS if w not in taken and w not in line.rhyme_words and rhymes([w], target)]
         perfect = [w for w in rhyme_pool if perfect_rhyme([w], target)]
-        pool = perfect or rhyme_pool or [w for w in COMMON_WORDS if w not in taken]
+        pool = perfect or rhyme_pool or _dictionary_rhymes(target, taken) or [w for w in COMMON_WORDS if w not in taken]
         ends = rng.sample(pool, min(4, len(pool)))
         answer = line.answer_words[0] if line.answer_words else "mic"
         best: tuple[int, list[str]] | None = None

@@ -13,6 +13,7 @@ from engine.write.plan import FilledLine, LinePlan, VersePlan
 from engine.write.rhyme import word_rhyme_key
 
 MAX_BARS = 32
+MIN_TURN_BARS = 2  # a line is written once the opponent's bar in the same place is heard: one bar behind
 
 STOPWORDS = frozenset(
     """a an the and or but so if of to in on at by for with from up down out off over into onto about as is am are
