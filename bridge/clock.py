@@ -17,7 +17,8 @@ import logging
 import math
 from collections import deque
 from dataclasses import dataclass
-from typing import Literal
+from itertools import chain
+from typing import Literal, Protocol
 
 import numpy as np
 
@@ -55,6 +56,21 @@ def tempo_of_period(period_s: float) -> float:
     return 60.0 / (period_s * MIDI_PPQN) if period_s > 0 else math.inf
 
 
+class ClockSource(Protocol):
+    """What the timeline reads from a clock (the MIDI follower, Ableton Link)."""
+
+    @property
+    def tempo_bpm(self) -> float | None: ...
+
+    @property
+    def transport(self) -> Transport: ...
+
+    @property
+    def position_ticks(self) -> int: ...
+
+    def predict_time_s(self, position_ticks: int) -> float: ...
+
+
 @dataclass(frozen=True)
 class ClockLine:
     """A fitted clock line: host time of clock index n is `centre_s + (n - centre_index) * period_s`."""
@@ -63,6 +79,9 @@ class ClockLine:
     centre_s: float
     period_s: float
     rms_s: float
+    worst: int = -1
+    worst_residual_s: float = 0.0
+    rms_without_worst_s: float = 0.0
 
     def time_s(self, clock_index: float) -> float:
         """Predicted host time of a (possibly fractional) clock index."""
@@ -79,8 +98,8 @@ def fit_clock_line(points: list[tuple[int, float]], period_hint_s: float | None 
 
     Needs two points without a hint, one with it.
     """
-    indices = np.fromiter((n for n, _ in points), dtype=np.float64, count=len(points))
-    times = np.fromiter((t for _, t in points), dtype=np.float64, count=len(points))
+    table = np.fromiter(chain.from_iterable(points), dtype=np.float64, count=2 * len(points)).reshape(-1, 2)
+    indices, times = table[:, 0], table[:, 1]
     centre_index = float(indices.mean())
     # Centre on the first time so float64 keeps sub-microsecond precision at large monotonic times.
     origin_s = float(times[0])
@@ -93,8 +112,12 @@ def fit_clock_line(points: list[tuple[int, float]], period_hint_s: float | None 
     centre_s = origin_s + float(offsets.mean())
     residuals = offsets - (centre_s - origin_s) - di * period_s
     dof = len(points) - (2 if period_hint_s is None else 1)
-    rms_s = math.sqrt(float(np.dot(residuals, residuals)) / dof) if dof > 0 else 0.0
-    return ClockLine(centre_index, centre_s, period_s, rms_s)
+    squares = float(np.dot(residuals, residuals))
+    rms_s = math.sqrt(squares / dof) if dof > 0 else 0.0
+    worst = int(np.argmax(np.abs(residuals)))
+    worst_residual_s = float(residuals[worst])
+    rest_s = math.sqrt(max(squares - worst_residual_s**2, 0.0) / (dof - 1)) if dof > 1 else 0.0
+    return ClockLine(centre_index, centre_s, period_s, rms_s, worst, worst_residual_s, rest_s)
 
 
 class ClockFollower:
@@ -103,7 +126,8 @@ class ClockFollower:
     window_ticks: inlier ticks in the fit (192 = two bars). min_ticks: ticks before a tempo is reported.
     An inlier is within max(outlier_floor_s, outlier_sigmas * jitter) of the line; change_run off-line
     ticks on one side, or a mean of the last drift_ticks residuals beyond drift_sigmas standard errors,
-    restart the window at the recent ticks.
+    restart the window at the recent ticks. Bad input is counted in `ignored` and logged in one warning
+    per warn_interval_s seconds of clock time.
     """
 
     def __init__(
@@ -116,6 +140,7 @@ class ClockFollower:
         change_run: int = 3,
         drift_ticks: int = 12,
         drift_sigmas: float = 4.0,
+        warn_interval_s: float = 10.0,
     ) -> None:
         if not 2 <= min_ticks <= window_ticks or not 2 <= change_run <= window_ticks:
             raise ClockError("need 2 <= min_ticks <= window_ticks and 2 <= change_run <= window_ticks")
@@ -143,6 +168,9 @@ class ClockFollower:
         self.ignored = 0
         self.outliers = 0
         self.tempo_changes = 0
+        self._warn_interval_s = warn_interval_s
+        self._warned_at_s: float | None = None
+        self._ignored_at_warning = 0
 
     # ----- public state -------------------------------------------------------------------------------
     @property
@@ -218,8 +246,20 @@ class ClockFollower:
 
     # ----- internals ----------------------------------------------------------------------------------
     def _ignore(self, event: object) -> None:
+        """Count a bad input; warn once per `warn_interval_s` of clock time (the first one at once)."""
         self.ignored += 1
         logger.debug("clock follower ignored %r", event)
+        now_s = self._last_time_s if self._last_time_s is not None else 0.0
+        if self._warned_at_s is not None and now_s - self._warned_at_s < self._warn_interval_s:
+            return
+        self._warned_at_s = now_s
+        logger.warning(
+            "ignored %d bad MIDI clock input(s) (%d since the last warning; latest %r): garbage, bursts, "
+            "time running backwards or tempo outside %g-%g BPM. The clock goes on; check the MIDI routing "
+            "if this repeats", self.ignored, self.ignored - self._ignored_at_warning, event,
+            MIN_TEMPO_BPM, MAX_TEMPO_BPM,
+        )
+        self._ignored_at_warning = self.ignored
 
     def _on_song_position(self, sixteenths: object) -> None:
         if not isinstance(sixteenths, int) or not 0 <= sixteenths <= MAX_SONG_POSITION:
@@ -231,8 +271,13 @@ class ClockFollower:
             self._anchor_index, self._anchor_ticks = self._index + 1, self._resume_ticks
 
     def _gap_s(self) -> float:
-        """A silence longer than this breaks the clock line (clocks stopped, then resumed)."""
-        if self._line is None:
+        """A silence longer than this breaks the clock line (clocks stopped, then resumed).
+
+        Only an established line (min_ticks clocks) judges gaps by its own period: a line still forming
+        (after Start, after a silence) may rest on a wrong tick or an old tempo, and judging by it could
+        call every following clock a gap and never settle.
+        """
+        if self._line is None or len(self._window) < self._min_ticks:
             return 1.5 * SLOWEST_CLOCK_PERIOD_S
         return max(4.0 * self._line.period_s, 4.0 * self._threshold_s())
 
@@ -328,6 +373,12 @@ class ClockFollower:
             self._line = None
             return True
         established = len(points) >= self._min_ticks
+        limit_s = max(self._outlier_floor_s, self._outlier_sigmas * line.rms_without_worst_s)
+        if len(points) > self._min_ticks and abs(line.worst_residual_s) > limit_s:
+            # A tick that joined while the line was forming, far off it now: leave it out (one per clock).
+            del self._window[line.worst]
+            self.outliers += 1
+            line = fit_clock_line(list(self._window))
         if (established or self._tempo_known) and not MIN_TEMPO_BPM <= line.tempo_bpm <= MAX_TEMPO_BPM:
             return False
         if established:

@@ -160,7 +160,7 @@ def _plot_grid(path: Path, cfg: DemoConfig, ex: Exchange) -> None:
     ax.set_xlim(t0, t1)
     ax.set_xlabel("seconds in the exchange")
     ax.set_title(f"Cypher answer, {cfg.style.display_name} at {tempo:g} BPM: bars (dark) and beats, first bars")
-    ax.legend(loc="upper right", fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize=8, frameon=False)
     fig.tight_layout()
     fig.savefig(path, format="png")
     plt.close(fig)

@@ -221,3 +221,18 @@ def test_garbage_is_counted_never_raised_and_the_clock_recovers() -> None:
     assert follower.tempo_bpm == pytest.approx(120.0, abs=0.05)
     assert follower.position_ticks == 192 * TICKS_PER_MIDI_CLOCK
     assert follower.bar_beat() == Position(bar=2, beat=0, tick=0)
+
+
+def test_an_early_outlier_or_a_slower_resume_does_not_lock_the_line() -> None:
+    # The second clock 10 ms early: the line forming on it must not call every later clock a silence.
+    times_s = START_S + np.arange(97) * clock_period_s(200.0)
+    times_s[1] -= 0.010
+    follower = ClockFollower()
+    follower.feed(TransportStart(START_S - 0.001))
+    feed_ticks(follower, times_s)
+    assert follower.tempo_bpm == pytest.approx(200.0, abs=0.01)
+    # Clocks stop at 200 BPM and resume at 40 BPM (a period longer than four old ones): followed again.
+    resume_s = times_s[-1] + 5.0
+    feed_ticks(follower, resume_s + np.arange(48) * clock_period_s(40.0))
+    assert follower.tempo_bpm == pytest.approx(40.0, abs=0.01)
+    assert follower.clocks == 97 + 48

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import queue
 import time
 
@@ -184,20 +185,25 @@ def test_virtual_pair_on_jack_is_reachable_from_another_client(jack_server: None
         own_output.close()
 
 
-def test_fuzzed_byte_streams_never_break_decoder_or_follower() -> None:
+def test_fuzzed_byte_streams_never_break_decoder_or_follower(caplog: pytest.LogCaptureFixture) -> None:
+    """10,000 seeded random byte streams (running status, SysEx cut into, garbage, bursts): 0 crashes."""
     rng = np.random.default_rng(2024)
     backend = LoopbackBackend()
     events: queue.Queue[MidiEvent] = queue.Queue()
     output = open_output(backend, "fuzz", virtual=True)
     follower = ClockFollower()
     messages = decoded = 0
-    times_s = iter(np.cumsum(rng.exponential(0.01, 10**6)))
-    with MidiEventSource(backend, "fuzz", events, clock=lambda: float(next(times_s))) as source:
-        for _ in range(2000):
+    times_s = np.cumsum(rng.exponential(0.01, 10**6))
+    stamps = iter(times_s)
+    statuses = [0xF8, 0xF8, 0xFA, 0xFB, 0xFC, 0xF2, 0xB0, 0x90, 0xC0, 0xF0, 0xF7]
+    with caplog.at_level(logging.WARNING, logger="bridge.clock"), \
+            MidiEventSource(backend, "fuzz", events, clock=lambda: float(next(stamps))) as source:
+        for _ in range(10_000):
             parser = mido.Parser()
-            # Bias toward status bytes so that real messages (clock, SPP, CC...) come out of the noise.
+            # Bias toward status bytes so that real messages (clock, SPP, CC...) come out of the noise;
+            # data bytes after a channel message exercise running status, 0xF0 opens SysEx mid-stream.
             stream = rng.integers(0, 256, size=int(rng.integers(1, 48)))
-            stream[rng.random(stream.size) < 0.3] = rng.choice([0xF8, 0xFA, 0xFB, 0xFC, 0xF2, 0xB0, 0x90])
+            stream[rng.random(stream.size) < 0.3] = rng.choice(statuses)
             parser.feed(bytes(stream.astype(np.uint8)))
             for message in parser:
                 output.send(message)
@@ -209,6 +215,10 @@ def test_fuzzed_byte_streams_never_break_decoder_or_follower() -> None:
                 decoded += 1
         assert source.received == decoded and source.received + source.ignored == messages
     output.close()
-    assert messages > 2000 and decoded > 500
-    assert follower.clocks > 0 and follower.position_ticks >= 0
+    assert messages > 10_000 and decoded > 2_500
+    assert follower.clocks > 0 and follower.position_ticks >= 0 and follower.ignored > 0
     assert follower.tempo_bpm is None or 20 <= follower.tempo_bpm <= 999
+    # Bad input is reported, rate-limited: at most one warning per 10 s of clock time.
+    span_s = float(times_s[messages]) - float(times_s[0])
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert 1 <= len(warnings) <= span_s / 10.0 + 1 < follower.ignored
