@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 
 from bridge.clock import ClockFollower
-from engine.events import ControlChange, ControlEvent, MidiEvent, NoteOn, ProgramChange, TransportStop
+from engine.events import ClockTick, ControlChange, ControlEvent, MidiEvent, NoteOn, ProgramChange, TransportStop
 from engine.timebase import TICKS_PER_BAR
 
 log = logging.getLogger(__name__)
@@ -47,8 +47,8 @@ class Timeline:
         if isinstance(event, TransportStop):
             self.stopped.set()
             return
-        if self.follower.transport != "playing":
-            return
+        if not isinstance(event, ClockTick) or self.follower.transport != "playing":
+            return  # a bar line is announced on the clock that starts it, not on Start or a seek
         bar = self.follower.position_ticks // TICKS_PER_BAR
         if bar != self._bar:
             self._bar = bar
