@@ -9,6 +9,7 @@ from engine.timeline import Timeline
 
 CLOCK_S = 60.0 / (120.0 * 24)  # 120 BPM
 
+
 def test_bar_lines_fall_on_the_clocks_that_start_them():
     bars: list[tuple[int, float]] = []
     controls = []
@@ -25,6 +26,7 @@ def test_bar_lines_fall_on_the_clocks_that_start_them():
     timeline.handle(TransportStop(12.1))
     assert timeline.stopped.is_set()
 
+
 def test_a_seek_announces_the_bar_it_lands_in_on_the_next_clock():
     bars: list[int] = []
     timeline = Timeline(queue.Queue(), ClockFollower(), lambda b, t: bars.append(b))
@@ -37,6 +39,7 @@ def test_a_seek_announces_the_bar_it_lands_in_on_the_next_clock():
     timeline.handle(TransportContinue(0.7))
     timeline.handle(ClockTick(0.75))
     assert bars == [0, 4]
+
 
 def test_run_drains_the_queue_until_told_to_stop():
     events: queue.Queue = queue.Queue()
