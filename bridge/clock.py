@@ -37,6 +37,8 @@ from engine.timebase import MIDI_PPQN, TICKS_PER_MIDI_CLOCK, Position, position_
 
 logger = logging.getLogger(__name__)
 
+NOISE_GAPS = 48  # clock intervals behind the port-noise estimate (two beats)
+NOISE_MIN_GAPS = 12  # intervals needed before that estimate counts
 MIN_TEMPO_BPM = 20.0
 MAX_TEMPO_BPM = 999.0
 MAX_SONG_POSITION = 16383
@@ -167,6 +169,7 @@ class ClockFollower:
         self._resume_ticks = 0
         self.ignored = 0
         self.outliers = 0
+        self._gaps_s: deque[float] = deque(maxlen=NOISE_GAPS)  # recent clock intervals, for the port's noise
         self.tempo_changes = 0
         self._warn_interval_s = warn_interval_s
         self._warned_at_s: float | None = None
@@ -283,7 +286,20 @@ class ClockFollower:
 
     def _threshold_s(self) -> float:
         rms_s = 0.0 if self._line is None else self._line.rms_s
-        return max(self._outlier_floor_s, self._outlier_sigmas * rms_s)
+        return max(self._outlier_floor_s, self._outlier_sigmas * max(rms_s, self._port_noise_s()))
+
+    def _port_noise_s(self) -> float:
+        """Timing noise of the port, from the spread of recent clock intervals, kept across window restarts.
+
+        A JACK MIDI port delivers clocks on period boundaries (5.3 ms at 256 frames): runs of equal intervals
+        with a short one between them. A window that restarts on such a run fits it perfectly and would take the
+        next short interval for a tempo change; the interval spread says how much wobble to expect instead.
+        """
+        gaps = self._gaps_s
+        if len(gaps) < NOISE_MIN_GAPS:
+            return 0.0
+        mean_s = sum(gaps) / len(gaps)
+        return math.sqrt(sum((g - mean_s) ** 2 for g in gaps) / (len(gaps) - 1) / 2.0)
 
     def _on_tick(self, time_s: float) -> None:
         if self._last_time_s is not None:
@@ -295,6 +311,8 @@ class ClockFollower:
         if self._too_fast(time_s):
             self._ignore(time_s)
             return
+        if self._last_time_s is not None:
+            self._gaps_s.append(time_s - self._last_time_s)
         index = self._index + 1
         if not self._add_point(index, time_s):
             self._ignore(time_s)
