@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,3 +43,37 @@ def jack_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         yield
     finally:
         _stop(process)
+
+
+@pytest.fixture
+def latent(jack_server: None) -> Iterator[str]:
+    """The client name of a running `jack_latent_client 1000`: a 1000-frame delay line that reports its latency
+    to JACK, unhooked from the system ports it connects itself to."""
+    if shutil.which("jack_latent_client") is None:
+        pytest.skip("jack_latent_client is not installed (it ships with jackd2's example clients)")
+    import jack
+
+    client = jack.Client("latent-probe", no_start_server=True)
+    before = {p.name for p in client.get_ports(is_audio=True)}
+    process = subprocess.Popen(["jack_latent_client", "1000"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 5
+        new: list[str] = []
+        while len(new) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+            new = sorted({p.name for p in client.get_ports(is_audio=True)} - before)
+        assert len(new) == 2, f"jack_latent_client did not register its ports ({new})"
+        prefix = new[0].split(":")[0]
+        while time.monotonic() < deadline and not all(client.get_all_connections(p) for p in new):
+            time.sleep(0.05)  # it connects itself to the physical ports once active: wait, then undo that
+        for port in new:
+            for other in client.get_all_connections(port):
+                if port.endswith(":output"):
+                    client.disconnect(port, other.name)
+                else:
+                    client.disconnect(other.name, port)
+        yield prefix
+    finally:
+        process.terminate()
+        process.wait(timeout=5)
+        client.close()

@@ -23,6 +23,7 @@ class RingBuffer:
         self.read_pos = 0  # absolute sample position of the next sample the callback plays
         self.late_samples = 0  # samples a writer offered behind the playhead (dropped)
         self.written_until = 0  # absolute position up to which data has been mixed in
+        self.skipped_samples = 0  # samples the playhead jumped over (the device skipped cycles)
 
     def write(self, start: int, audio: np.ndarray) -> None:
         """Mix `audio` in starting at absolute sample `start`; samples behind the playhead are dropped and
@@ -55,3 +56,27 @@ class RingBuffer:
             out[n:] = self._data[: frames - n]
             self._data[: frames - n] = 0.0
         self.read_pos += frames
+
+    def advance_to(self, position: int) -> None:
+        """Move the playhead forward to absolute sample `position` without playing: what it jumps over is cleared
+        and counted in `skipped_samples` (an output that lost cycles). No allocation; the audio callback may call it."""
+        frames = position - self.read_pos
+        if frames <= 0:
+            return
+        self.skipped_samples += frames
+        if frames >= self.capacity:
+            self._data.fill(0.0)
+        else:
+            i = self.read_pos % self.capacity
+            n = min(frames, self.capacity - i)
+            self._data[i:i + n] = 0.0
+            if n < frames:
+                self._data[: frames - n] = 0.0
+        self.read_pos = position
+
+    def restart_at(self, position: int) -> None:
+        """Empty the ring and put the playhead at `position` (a new stream whose clock starts elsewhere). No
+        allocation."""
+        self._data.fill(0.0)
+        self.read_pos = position
+        self.written_until = position
