@@ -70,9 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _registrars() -> list[Callable[[argparse._SubParsersAction], None]]:
     """The other subcommands: each module's `register(sub)` adds its parser with `set_defaults(run=...)`,
     where `run(args, console) -> int`."""
-    from engine import cli_bridge, cli_calibrate, cli_panel
+    from engine import cli_bridge, cli_calibrate, cli_live, cli_panel
 
-    return [cli_bridge.register, cli_panel.register, cli_calibrate.register]
+    return [cli_live.register, cli_bridge.register, cli_panel.register, cli_calibrate.register]
 
 
 def _demo(args: argparse.Namespace, console: Console) -> int:

@@ -11,6 +11,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -105,6 +106,7 @@ class AnswerTurn:
         sink: Sink,
         sample_rate: int,
         seed: int = 0,
+        on_line: Callable[[int, FilledLine], None] | None = None,
     ) -> None:
         self.style = style
         self.bars = bars
@@ -118,6 +120,7 @@ class AnswerTurn:
         self.voice = voice
         self.sink = sink
         self.sample_rate = sample_rate
+        self.on_line = on_line
         self.beat_tracker = BeatTracker(sample_rate, reference_bpm=style.tempo_bpm)
         self.context = FillContext(opponent_lines=(), seed=seed)
         self.heard_lines: list[str] = []
@@ -213,4 +216,6 @@ class AnswerTurn:
         )
         self.sink.submit(render)
         self.report.renders.append(render)
+        if self.on_line is not None:
+            self.on_line(index, line)
         log.info("bar %d ready %.2f s after its bar was heard: %s", index + 1, t4 - t0, line.text)

@@ -39,3 +39,10 @@ def test_unwritable_out(tmp_path):
     assert result.returncode == 1
     assert "cannot write to" in result.stdout and "--out" in result.stdout
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_live_with_a_missing_midi_port_names_what_there_is():
+    result = cypher("live", "--midi-in", "no-such-port-anywhere", "--seconds", "1")
+    assert result.returncode == 1
+    assert "no-such-port-anywhere" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr

@@ -1,0 +1,105 @@
+"""`cypher live`: the engine against real ports."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import queue
+import threading
+from pathlib import Path
+
+from rich.console import Console
+
+from bridge.control import ControlRouter, default_user_map_path
+from bridge.midi import MidiEventSource, open_backend
+from bridge.osc import add_server_arguments, open_from_args
+from engine.control import EngineState
+from engine.live import SAMPLE_RATE, VIRTUAL_MIDI_IN, LiveParts, LiveSession
+from engine.play.latency import load_compensation
+from engine.play.output import RingSink, open_output
+from engine.presets import available_styles, load_style
+from engine.voice.speak import Voice, load_voice
+
+EPILOG = """\
+examples:
+  cypher live --audio-out jack:system                 Cypher opens a virtual MIDI input "Cypher clock in"
+  cypher live --midi-in IAC --audio-out BlackHole     macOS: Live sends clock to the IAC bus
+  cypher live --midi-in loopMIDI --audio-out "CABLE Input"   Windows
+
+Then, from the Max for Live device or `cypher panel --send ...`:
+  /cypher/arm/set 1                       arm: the next bar starts the opponent's turn
+  /cypher/opponent/text "your line here"  one line per bar of the opponent's verse (no speech recognition yet)
+  /cypher/turn/opponent 4                 the opponent's bars (Cypher answers for as many)
+
+The answer starts on the bar line after the opponent's verse, placed by the clock's prediction, early by the
+output latency and the round trip measured by `cypher calibrate` (or the reference rig's 256 frames).
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add `cypher live`."""
+    parser = sub.add_parser("live", help="run against real ports: MIDI clock in, OSC panel, answer out",
+                            description="Follow the DAW's MIDI clock, take the panel's commands over OSC, and "
+                                        "answer the opponent on the bar line through an audio output.",
+                            epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--midi-in", default=os.environ.get("CYPHER_MIDI_IN"),
+                        help=f"MIDI input carrying Live's clock, by name or part of it (env CYPHER_MIDI_IN); "
+                             f"default: a virtual input '{VIRTUAL_MIDI_IN}'")
+    parser.add_argument("--audio-out", default=None,
+                        help="audio output for the answer: part of a device's name, or jack:PORT")
+    parser.add_argument("--style", default="boom_bap", help=f"starting style ({', '.join(available_styles())})")
+    parser.add_argument("--words", choices=("auto", "lm", "lexicon"), default="auto",
+                        help="words backend (default: the language model if installed)")
+    parser.add_argument("--controls", type=Path, default=None,
+                        help="your MIDI controller map (default: ~/.config/cypher/controls.toml)")
+    parser.add_argument("--seconds", type=float, default=None, help="stop after this many seconds")
+    add_server_arguments(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, console: Console) -> int:
+    """Open the ports, run until Ctrl-C (or --seconds), close everything."""
+    from engine.render import load_filler
+
+    style = load_style(args.style)
+    state = EngineState.initial(style.name)
+    events: queue.Queue = queue.Queue()
+    commands: queue.Queue = queue.Queue()
+    backend = open_backend("auto")
+    midi = (MidiEventSource(backend, args.midi_in, events) if args.midi_in
+            else MidiEventSource(backend, VIRTUAL_MIDI_IN, events, virtual=True))
+    try:
+        output = open_output(args.audio_out, SAMPLE_RATE)
+        server, replies = open_from_args(args, commands)
+    except BaseException:
+        midi.close()
+        raise
+    filler, words = load_filler(args.words, seed=0)
+    voices: dict[str, Voice] = {}
+
+    def voice_for(name: str) -> Voice:
+        spec = load_style(name).voice
+        key = f"{spec.backend}:{spec.length_scale}:{spec.pitch_semitones}:{spec.accent_db}"
+        if key not in voices:
+            voices[key] = load_voice(spec.backend, SAMPLE_RATE, spec.length_scale, spec.pitch_semitones,
+                                     spec.accent_db)
+        return voices[key]
+
+    voice_for(style.name)
+    router = ControlRouter(style, args.controls or default_user_map_path(), known_styles=state.styles)
+    sink = RingSink(output, load_compensation().frames_at(SAMPLE_RATE))
+    session = LiveSession(LiveParts(midi, server, replies, sink, voice_for, filler, router), state, events, commands)
+    console.print(f"Cypher live: clock from '{midi.name}', answer to {args.audio_out or 'the default output'}, "
+                  f"OSC on {args.osc_host}:{args.osc_port}, words by {words}. Ctrl-C stops.")
+    stop = threading.Event()
+    if args.seconds:
+        threading.Timer(args.seconds, stop.set).start()
+    try:
+        session.run(stop)
+    except KeyboardInterrupt:
+        stop.set()
+    finally:
+        output.close()
+        replies.close()
+    console.print(f"started {session.turns_started} turns; {sink.dropped_bars} bars dropped")
+    return 0

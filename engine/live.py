@@ -1,0 +1,179 @@
+"""The live battle loop: Live's MIDI clock in, OSC from the panel, the answer out on a virtual channel.
+
+The same turn code as the offline demo; what differs is the clock source (a real MIDI input), the sink (the ring
+buffer of an audio output) and the ears. Turns follow the panel: once armed, the opponent raps for their bars
+(their lines typed into the panel or sent over OSC), Cypher answers on the next bar line for as many bars.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from bridge.clock import ClockFollower
+from bridge.control import ControlRouter, ParamChange, StyleChange
+from bridge.midi import MidiEventSource, open_backend
+from bridge.osc import OscServer, Replies
+from engine.control import ClockStatus, ControlLoop, EngineState
+from engine.errors import CypherError
+from engine.listen.vocal import HeardWord
+from engine.presets import load_style
+from engine.timebase import bar_samples
+from engine.timeline import Timeline
+from engine.turn import AnswerTurn, Sink
+from engine.voice.speak import Voice
+from engine.write.plan import FilledLine, Filler
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 48000
+VIRTUAL_MIDI_IN = "Cypher clock in"
+
+
+class SilentBus:
+    """A bus with nothing plugged in: every bar is silence of the bar's length at the current tempo."""
+
+    def __init__(self, follower: ClockFollower, default_tempo_bpm: float, sample_rate: int) -> None:
+        self._follower = follower
+        self._tempo_bpm = default_tempo_bpm
+        self._sample_rate = sample_rate
+
+    def bar_audio(self, bar: int) -> np.ndarray | None:
+        """Silence as long as one bar."""
+        tempo = self._follower.tempo_bpm or self._tempo_bpm
+        return np.zeros(bar_samples(tempo, self._sample_rate), dtype=np.float32)
+
+
+class TypedLines:
+    """Ears over the panel's typed opponent lines, a queue: each heard bar takes the oldest line not yet heard
+    (lines typed before a turn starts wait for it); a bar with none waiting is heard as silence."""
+
+    def __init__(self, state: EngineState) -> None:
+        self._state = state
+        self._heard = 0  # lines taken so far, counted like state.opponent_lines_total
+
+    def transcribe(self, audio: np.ndarray, sample_rate: int) -> list[HeardWord]:
+        """The next typed line, its words spread over the bar."""
+        lines = list(self._state.opponent_lines)
+        total = self._state.opponent_lines_total
+        if total < self._heard:  # the panel cleared the lines
+            self._heard = total
+        offset = self._heard - (total - len(lines))
+        if offset < 0:  # more were typed than the panel keeps: skip to the oldest kept
+            self._heard, offset = total - len(lines), 0
+        if offset >= len(lines):
+            return []
+        self._heard += 1
+        words = lines[offset].split()
+        span_s = len(audio) / sample_rate
+        return [HeardWord(w, i * span_s / len(words), (i + 1) * span_s / len(words), 1.0)
+                for i, w in enumerate(words)]
+
+
+@dataclass
+class LiveParts:
+    """What a live session runs on: built by the CLI from real ports, by tests from real test ports."""
+
+    midi: MidiEventSource
+    server: OscServer
+    replies: Replies
+    sink: Sink
+    voice_for: Callable[[str], Voice]
+    filler: Filler
+    router: ControlRouter | None = None
+
+
+class LiveSession:
+    """Follows the clock, keeps the turns, answers on the bar line; `run()` until `stop` is set."""
+
+    def __init__(self, parts: LiveParts, state: EngineState, events: "queue.Queue", commands: "queue.Queue",
+                 sample_rate: int = SAMPLE_RATE) -> None:
+        self.parts = parts
+        self.state = state
+        self.events = events
+        self.follower = ClockFollower()
+        self.sample_rate = sample_rate
+        self.control = ControlLoop(state, commands, parts.replies, clock=lambda: ClockStatus.of(self.follower))
+        self.timeline = Timeline(events, self.follower, self._on_bar,
+                                 parts.router.handle if parts.router is not None else None)
+        self.turn: AnswerTurn | None = None
+        self.ears = TypedLines(state)
+        self.turns_started = 0
+        self._last_turn = "idle"
+
+    def _on_bar(self, bar: int, time_s: float) -> None:
+        router = self.parts.router
+        if router is not None:
+            self._apply_controls(router)
+        self.control.on_bar(bar, time_s)
+        state = self.state
+        if state.turn == "opponent" and self._last_turn != "opponent":
+            self._start_turn(bar)
+        self._last_turn = state.turn
+        if self.turn is not None:
+            self.turn.on_bar(bar, time_s)
+
+    def _apply_controls(self, router: ControlRouter) -> None:
+        """Controller moves take effect on the bar line; an armed MIDI learn goes to the router."""
+        state = self.state
+        if state.learn_target is not None and router.armed is None:
+            router.arm(state.learn_target)
+            state.learn_target = None
+        for change in router.bar_line():
+            if isinstance(change, StyleChange) and change.name in state.styles:
+                state.style = change.name
+                router.use_style(load_style(change.name))
+            elif isinstance(change, ParamChange) and change.name in state.params:
+                state.params[change.name] = change.value
+
+    def _start_turn(self, bar: int) -> None:
+        """A new exchange: the opponent's bars start now; the answer follows on the bar line after them."""
+        if self.turn is not None:
+            self.turn.close(timeout_s=0.1)
+        state = self.state
+        try:
+            style = load_style(state.style)
+        except CypherError as exc:
+            log.error("cannot start the turn: %s", exc)
+            return
+        bars = min(state.opponent_bars, state.our_bars)
+        self.turn = AnswerTurn(
+            style, bars, bar, self.follower,
+            vocal_bus=SilentBus(self.follower, style.tempo_bpm, self.sample_rate),
+            beat_bus=SilentBus(self.follower, style.tempo_bpm, self.sample_rate),
+            transcriber=self.ears, filler=self.parts.filler, voice=self.parts.voice_for(style.name),
+            sink=self.parts.sink, sample_rate=self.sample_rate, seed=self.turns_started,
+            on_line=self._publish_line,
+        )
+        self.turns_started += 1
+        log.info("turn %d: the opponent raps bars %d-%d in %s", self.turns_started, bar + 1, bar + bars,
+                 style.display_name)
+
+    def _publish_line(self, index: int, line: FilledLine) -> None:
+        if self.turn is not None:
+            self.control.publish_verse_line(self.turn.answer_bar + index + 1, index + 1, line.text)
+
+    def warm_up(self) -> None:
+        """Speak once before the set starts: a voice's first synthesis costs far more than the next ones, and
+        the first answer bar must not pay for it."""
+        self.parts.voice_for(self.state.style).speak("check one two")
+
+    def run(self, stop: threading.Event) -> None:
+        """Serve OSC and follow the clock until `stop` is set; then close the turn, ports and server."""
+        self.warm_up()
+        self.parts.server.start()
+        poller = threading.Thread(target=self.control.run, args=(stop,), name="cypher-osc", daemon=True)
+        poller.start()
+        try:
+            self.timeline.run(stop)
+        finally:
+            if self.turn is not None:
+                self.turn.close(timeout_s=5.0)
+            poller.join(1.0)
+            self.parts.server.close()
+            self.parts.midi.close()

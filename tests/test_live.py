@@ -1,0 +1,90 @@
+"""`cypher live`'s session end to end over real ports: JACK MIDI clock in, OSC over UDP, the answer recorded by a
+JACK client on the other end of the output, on the bar lines after the opponent's turn."""
+
+import queue
+import threading
+import time
+
+import numpy as np
+import pytest
+from pythonosc.dispatcher import Dispatcher
+from pythonosc.osc_server import ThreadingOSCUDPServer
+from pythonosc.udp_client import SimpleUDPClient
+from test_output import RATE, Recorder
+
+from bridge.clockgen import ClockSender
+from bridge.midi import MidiEventSource, open_backend, open_output
+from bridge.osc import OscServer, Replies
+from engine.control import EngineState
+from engine.live import LiveParts, LiveSession
+from engine.play.output import JackOutput, RingSink
+from engine.play.ring import RingBuffer
+from engine.voice.speak import load_voice
+from engine.write.fill_lexicon import LexiconFiller
+
+pytestmark = [pytest.mark.jack, pytest.mark.models]
+
+TEMPO_BPM = 150.0
+BAR_CLOCKS = 96
+
+
+def test_live_session_answers_typed_lines_on_the_bar_lines_after_the_opponent(jack_server: None) -> None:
+    verse: list[tuple] = []
+    dispatcher = Dispatcher()
+    dispatcher.map("/cypher/verse/line", lambda address, *args: verse.append(args))
+    panel = ThreadingOSCUDPServer(("127.0.0.1", 0), dispatcher)
+    threading.Thread(target=panel.serve_forever, daemon=True).start()
+
+    events: queue.Queue = queue.Queue()
+    commands: queue.Queue = queue.Queue()
+    backend = open_backend("jack")
+    midi = MidiEventSource(backend, "cypher-live-test in", events, virtual=True)
+    daw = open_output(backend, "cypher-live-test in")
+    recorder = Recorder("liverec", seconds=16.0)
+    output = JackOutput(RingBuffer(16 * RATE), RATE, connect_to="liverec:in", client_name="cypher-live-test")
+    output.start()
+    replies = Replies("127.0.0.1", panel.server_address[1])
+    server = OscServer(commands, replies, port=0)
+    voice = load_voice("piper", RATE)
+    sink = RingSink(output, 0)
+    session = LiveSession(LiveParts(midi, server, replies, sink, lambda name: voice, LexiconFiller()),
+                          EngineState.initial("boom_bap"), events, commands)
+    stop = threading.Event()
+    runner = threading.Thread(target=session.run, args=(stop,))
+    runner.start()
+    sender = ClockSender(daw, TEMPO_BPM, jitter_rms_s=0.001, seed=1, max_clocks=5 * BAR_CLOCKS)
+    try:
+        knob = SimpleUDPClient("127.0.0.1", server.port)
+        for address, value in [("/cypher/turn/opponent", 2), ("/cypher/turn/ours", 2), ("/cypher/arm/set", 1)]:
+            knob.send_message(address, value)
+        knob.send_message("/cypher/opponent/text", "you came to the cypher with a borrowed rhyme")
+        knob.send_message("/cypher/opponent/text", "your flow is stuck in a different time")
+        time.sleep(0.3)
+        sender.start()
+        assert sender.wait(timeout_s=30.0)
+        time.sleep(0.5)
+    finally:
+        sender.stop()
+        daw.close()  # before the session closes its input: rtmidi on JACK can hang closing a port whose peer is gone
+        stop.set()
+        runner.join(10.0)
+        output.close()
+        panel.shutdown()
+
+    assert not runner.is_alive()
+    assert session.turns_started == 2  # the second starts on bar 5, after the answer (not yet heard)
+    assert [(bar, line) for bar, line, _ in verse] == [(3, 1), (4, 2)]  # the song's bars, from 1
+    assert any(w in verse[0][2].split() for w in ("cypher", "borrowed", "rhyme"))
+    assert sink.dropped_bars == 0 and sink.late_frames == 0
+    # the opponent raps bars 1-2 (zero-based 0-1); the answer sounds in bars 3-4 and not before
+    bar_frames = [recorder.frame_of(sender.ideal_time_s(b * BAR_CLOCKS)) - recorder.first for b in range(5)]
+    recorded = recorder.audio
+    recorder.close()
+
+    def rms(lo: float, hi: float) -> float:
+        part = recorded[int(lo):int(hi)]
+        return float(np.sqrt(np.mean(part ** 2))) if len(part) else 0.0
+
+    before = rms(0, bar_frames[2] - 0.2 * RATE)
+    answer = [rms(bar_frames[2], bar_frames[3]), rms(bar_frames[3], bar_frames[4])]
+    assert min(answer) > 0.02 and before < 1e-4
