@@ -240,6 +240,9 @@ def open_output(backend: MidiBackend, name: str, *, virtual: bool = False) -> mi
     return _open(backend.open_output, name, virtual)
 
 
+DRIVER_DRIFT = 1e-4  # how fast the driver-to-host offset may rise (s per s): 100 ppm of clock-rate difference
+
+
 class MidiEventSource:
     """Decodes a MIDI input into engine events on `events`, stamped in the port callback with `clock()`.
 
@@ -264,10 +267,40 @@ class MidiEventSource:
             name = resolve_port_name(name, backend.get_input_names(), "input")
         self._port: mido.ports.BaseInput = _open(backend.open_input, name, virtual, callback=self._on_message)
         self.name: str = self._port.name
+        self._driver_s = 0.0  # the driver's own time of the latest message, summed from its deltas
+        self._offset_s: float | None = None  # host clock minus driver time, the least delay seen
+        rtmidi_in = getattr(self._port, "_rt", None)  # mido's rtmidi port: take the driver's timestamps
+        if rtmidi_in is not None:
+            rtmidi_in.set_callback(self._on_driver_message)
         logger.info("listening to MIDI input %r", self.name)
 
+    def _on_driver_message(self, event: tuple[list[int], float], _data: object = None) -> None:
+        """rtmidi's callback: the message with the driver's delta time, taken before Python runs.
+
+        The callback itself can run late (another thread holding the GIL, a busy machine) and then several
+        clocks arrive at once; stamping them on arrival would bunch them up. The driver's deltas keep their
+        spacing; the host time they map to is the least arrival delay seen, let rise by 100 ppm of elapsed
+        time so two clocks that run at slightly different rates stay together.
+        """
+        data, delta_s = event
+        arrival_s = self._clock()
+        self._driver_s += max(0.0, float(delta_s))
+        candidate = arrival_s - self._driver_s
+        if self._offset_s is None or candidate < self._offset_s + DRIVER_DRIFT * max(0.0, float(delta_s)):
+            self._offset_s = candidate
+        else:
+            self._offset_s += DRIVER_DRIFT * max(0.0, float(delta_s))
+        try:
+            message = mido.Message.from_bytes(data)
+        except (ValueError, TypeError, IndexError):
+            self.ignored += 1
+            return
+        self._deliver(message, self._driver_s + self._offset_s)
+
     def _on_message(self, message: mido.Message) -> None:
-        time_s = self._clock()
+        self._deliver(message, self._clock())
+
+    def _deliver(self, message: mido.Message, time_s: float) -> None:
         event = decode_message(message, time_s)
         if event is None:
             self.ignored += 1
