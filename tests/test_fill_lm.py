@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from engine.errors import BackendMissingError, PlanError
-from engine.write.fill_lm import LMFiller, default_cache_root, spoken_words
+from engine.write.fill_lm import NO_END_WORDS, LMFiller, blocked, default_cache_root, spoken_words
 from engine.write.grid import BarGrid, Slot
 from engine.write.phonetics import syllables
 from engine.write.plan import FillContext, FilledLine, LinePlan
@@ -125,7 +125,7 @@ def test_cache_root_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
 
 def test_a_rhyme_no_word_can_meet_still_fills_the_budget(filler: LMFiller,
                                                          caplog: pytest.LogCaptureFixture) -> None:
-    line = plan_line(2, 10, ("zoobababa",), ())  # made up: no word of the model's rhymes with it
+    line = plan_line(2, 10, ("oyoyzh",), ())  # made up: no dictionary word (so no word of the model) rhymes
     with caplog.at_level("WARNING", logger="engine.write.fill_lm"):
         filled = filler.fill_line(line, FillContext(opponent_lines=OPPONENT))
     assert "ends on any word" in caplog.text
@@ -139,3 +139,23 @@ def test_a_line_without_rhyme_words_fills_the_budget_quietly(filler: LMFiller,
         filled = filler.fill_line(line, FillContext(opponent_lines=OPPONENT))
     assert caplog.text == ""
     assert abs(filled.syllable_count - line.budget) <= 1, filled.text
+
+
+def test_lines_are_clean_and_never_end_on_a_function_word(verse: list[FilledLine]) -> None:
+    for line in verse:
+        assert not any(blocked(w) for w in line.words), line.text
+        assert line.words[-1].lower() not in NO_END_WORDS, line.text
+        assert not {"syllables", "opponent"} & {w.lower() for w in line.words}, line.text  # the prompt's words
+
+
+def test_blocked_words_and_their_stems() -> None:
+    assert blocked("Bitch") and blocked("shitty") and blocked("hell")
+    assert not blocked("hello") and not blocked("shell") and not blocked("city")
+
+
+def test_fluency_prefers_english_to_its_words_reversed(filler: LMFiller) -> None:
+    line = plan_line(0, 10)
+    prompt = filler.prompt_ids(line, FillContext(opponent_lines=OPPONENT))
+    good = "I run this city and I never lose my time"
+    assert filler.fluency(prompt, good) > filler.fluency(prompt, " ".join(reversed(good.split()))) + 1.0
+    assert filler.fluency(prompt, "") == 0.0

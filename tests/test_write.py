@@ -6,10 +6,10 @@ from engine.errors import PlanError
 from engine.presets import load_style
 from engine.write.fill_lexicon import LexiconFiller
 from engine.write.grid import BarGrid, Slot, parse_pattern
-from engine.write.phonetics import in_dictionary, pronounce, syllables, stresses
+from engine.write.phonetics import guess, in_dictionary, pronounce, stresses, syllables, vowels
 from engine.write.plan import FillContext
 from engine.write.planner import assign_slots, content_words, plan_line, plan_verse
-from engine.write.rhyme import multisyllabic_match, perfect_rhyme, rhyme_density, rhymes, slant_rhyme
+from engine.write.rhyme import coda_class, multisyllabic_match, perfect_rhyme, rhyme_density, rhymes, slant_rhyme
 
 OPPONENT = [
     "You came to the cypher with a borrowed rhyme",
@@ -104,3 +104,43 @@ def test_lexicon_filler_never_repeats_a_used_line():
     first = LexiconFiller().fill_line(plan, FillContext(tuple(OPPONENT)))
     again = LexiconFiller().fill_line(plan, FillContext(tuple(OPPONENT), used_lines={first.text}))
     assert again.text != first.text
+
+
+def test_slant_rhyme_needs_the_vowels_and_a_final_consonant_of_the_same_class():
+    assert slant_rhyme(["luck"], ["just"])  # stop / stop
+    assert slant_rhyme(["time"], ["line"])  # nasal / nasal
+    assert slant_rhyme(["less"], ["chess"])  # same coda: perfect, and slant too
+    assert slant_rhyme(["me"], ["tree"])  # open / open
+    assert not rhymes(["rule"], ["moved"])  # liquid / stop
+    assert not rhymes(["there"], ["less"])  # liquid / fricative
+    assert not rhymes(["cat"], ["can"])  # stop / nasal
+    assert not rhymes(["fade"], ["day"])  # closed / open
+    assert not rhymes(["tree"], ["tree"])
+    assert [coda_class(k) for k in (("IY",), ("AY", "M"), ("AH", "K"), ("EH", "S"), ("UW", "L"))] == [
+        "open", "nasal", "stop", "fricative", "liquid"]
+
+
+def test_multi_word_rhymes_share_vowels_across_word_boundaries():
+    assert multisyllabic_match(["borrowed", "rhyme"], ["follow", "time"]) == 3
+    assert rhymes(["crack", "pot"], ["laptop"])
+    assert rhyme_density("a borrowed rhyme and a hollow time".split()) > rhyme_density(
+        "a borrowed rhyme and a little time".split())
+
+
+def test_slang_and_names_get_syllables_stress_and_vowels():
+    assert not in_dictionary("drippin") and not in_dictionary("yeet")
+    assert syllables("drippin") == 2 and stresses("drippin") == (1, 0)
+    assert vowels("drippin") == ("IH", "IH")
+    assert vowels("yeet") == ("IY",)
+    assert syllables("saturn") == 2 and stresses("saturn") == (1, 0)
+    assert pronounce("skrrt") == ("S", "K", "ER1", "T")  # the override wins over any guess
+    assert sum(1 for p in guess("skrrt") if p[-1] in "012") == 1  # the model's own guess: one syllable too
+    assert rhymes(["drippin"], ["slippin"])
+
+
+def test_guesses_always_carry_a_stressed_vowel():
+    for word in ("zzzz", "brrr", "lituation", "b" * 70, "opp"):
+        phones = guess(word)
+        assert any(p[-1] in "12" for p in phones if p[:2] in {"AA", "AE", "AH", "AO", "AW", "AY", "EH", "ER",
+                                                              "EY", "IH", "IY", "OW", "OY", "UH", "UW"}), phones
+        assert syllables(word) >= 1

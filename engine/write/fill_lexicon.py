@@ -55,6 +55,16 @@ COMMON_WORDS = tuple(
     top stop drop shop
     way
     city pity gritty
+    man plan can hand stand land band
+    less mess chess dress press bless
+    trap map rap snap clap gap
+    luck stuck truck duck
+    moved proved improved
+    free me tree see key degree
+    gone dawn on upon
+    holes goals souls rolls roles
+    torn born worn horn morn
+    bread head said dead instead red
     money honey funny
     """.split()
 )
@@ -65,7 +75,8 @@ def _dictionary_rhymes(target: list[str], taken: set[str]) -> list[str]:
     if not target:
         return []
     found = pronouncing.rhymes(target[0].lower())
-    return sorted(w for w in found if w.isalpha() and 2 < len(w) <= 7 and w not in taken)[:12]
+    fit = [w for w in found if w.isalpha() and 2 < len(w) <= 7 and w not in taken and rhymes([w], target)]
+    return sorted(fit, key=lambda w: (len(w), w))[:12]
 
 
 class LexiconFiller:

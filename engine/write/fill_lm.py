@@ -4,9 +4,13 @@ Decoding is a step loop over one batch of candidates that share the prompt's key
 candidate looks at the model's most likely tokens and keeps only those that fit: no symbols, newlines or title
 case, no word that would leave too few syllables for the end rhyme, and, once the line nears its budget, only a
 word of the planned rhyme class whose syllables fill the budget (or leave it one short). That word ends the line,
-wherever the model finds it likely: the end word is never forced. The candidates are then reranked by syllable fit,
-end rhyme, reference to the opponent, fluency (including the model's wish to end the line there) and freshness.
-Not thread-safe: one filler serves one writer thread.
+wherever the model finds it likely: the end word is never forced (nor a function word like "and"). Along the way
+words of the end rhyme's vowel class get a small bonus (internal rhymes), and so does the word before the end word
+when its last vowel matches the rhyme partner's vowel there (a two-vowel rhyme tail: "borrowed rhyme" / "follow
+time"). Clean language is kept (a word list). The candidates are then reranked by syllable fit, end rhyme,
+reference to the opponent, fluency (including the end word's own likelihood and the model's wish to end the line
+there), rhyme density with our previous line, a multisyllabic tail, and freshness (no copying of the opponent or
+the worked example). Not thread-safe: one filler serves one writer thread.
 """
 
 from __future__ import annotations
@@ -25,9 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import BackendMissingError, PlanError
-from engine.write.phonetics import in_dictionary, normalize, syllables
+from engine.write.phonetics import in_dictionary, normalize, syllables, vowels
 from engine.write.plan import FillContext, FilledLine, LinePlan
-from engine.write.rhyme import rhymes, word_vowel_key
+from engine.write.rhyme import multisyllabic_match, rhyme_density, rhymes, word_vowel_key
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +47,20 @@ WIDE_SHORTLIST = 1024  # checked when none of the short list fits
 SAMPLE_TOP = 16  # allowed tokens sampled from
 ANSWER_BIAS = 3.5  # logit bonus for the first token of an opponent word not yet taken up
 RHYME_BIAS = 2.0  # logit bonus for a fitting rhyme word once few syllables are left
+INTERNAL_BIAS = 1.0  # logit bonus mid-line for a word of the end rhyme's vowel class (internal rhyme)
+INTERNAL_MAX = 2  # internal rhyme words per line that earn the bonus
+TAIL_BIAS = 2.0  # logit bonus for the word before the end word when its last vowel extends the rhyme backwards
 REPEAT_PENALTY = 3.0  # logit malus for a token this candidate already wrote
 STALE_PENALTY = 1.5  # logit malus for the words of four letters or more in our earlier lines and PROMPT_WORDS
+EXAMPLE_PENALTY = 3.0  # logit malus for the worked example's words the opponent did not say (they leak otherwise)
 PROMPT_WORDS = frozenset({"opponent", "syllables", "write", "filler", "line", "lines"})  # the prompt's own words
 NEAR_END = 3  # syllables left at which rhyme words get their bonus
-COPY_MALUS = 3.0  # rerank malus for four words in a row from the opponent or the example (half: three of ours)
+COPY_MALUS = 3.0  # rerank malus for four words in a row from the opponent, three from the example or our lines
 REPEAT_MALUS = 1.0  # rerank malus per word of three letters or more said twice in the line
 END_WEIGHT = 1.0  # rerank weight of the model's chance to end the line after its last word
+END_WORD_WEIGHT = 0.5  # rerank weight of the end word's own log-probability (a rhyme tacked on reads badly)
+DENSITY_WEIGHT = 1.0  # rerank weight of the rhyme density of our previous line and this one together
+MULTI_BONUS = 1.0  # rerank bonus per vowel beyond the first that the line's tail shares with its rhyme partner
 FRESH_ROUNDS = 3  # decoding rounds tried before giving up on finding a line not used before
 
 
@@ -59,6 +70,18 @@ EXAMPLE = (
                                 "your beats are cold\nWrite my next line, about 11 syllables, use the word robot."},
     {"role": "assistant", "content": "Call me a robot, I still run the whole show"},
 )
+# Clean language: words starting with a stem, or equal to a word, are never written (stems are checked as a word
+# grows, whole words when it ends).
+BLOCKED_STEMS = ("fuck", "shit", "bitch", "cunt", "nigg", "fag", "whore", "slut", "puss", "dick", "cock",
+                 "bastard", "asshole", "motherf", "rape")
+BLOCKED_WORDS = frozenset({"ass", "hell", "damn", "hoe", "hoes", "crap", "piss", "tits", "sex", "sexy", "jesus",
+                           "god"})
+# Words a line never ends on: articles, conjunctions, prepositions and auxiliaries leave the phrase hanging.
+NO_END_WORDS = frozenset("""a an the and but or nor of to for with from at by as if than into onto upon my your his
+    her our their its is are was were am be been has have had do does did can could would should will shall
+    i'm you're we're they're i'll you'll i've very just""".split())
+PROMPT_BANNED = frozenset({"syllable", "syllables", "opponent", "opponents"})  # the prompt's words, never sung
+EXAMPLE_WORDS = frozenset(w.lower() for w in re.findall(r"[A-Za-z]{5,}", EXAMPLE[1]["content"]))
 
 
 def default_cache_root() -> Path:
@@ -99,6 +122,8 @@ class _Candidate:
     ended: bool = False
     failed: bool = False
     end_logprob: float = 0.0
+    end_word_logprob: float = 0.0
+    internal: int = 0
 
 
 @dataclass(frozen=True)
@@ -112,6 +137,10 @@ class _Targets:
     answer_ids: tuple[int, ...]
     answer_words: frozenset[str]
     stale_ids: tuple[int, ...]
+    leak_ids: tuple[int, ...]  # first tokens of the worked example's words the opponent did not say
+    internal_ids: frozenset[int]  # word-start tokens in the end rhyme's vowel class (internal rhymes)
+    partner: tuple[str, ...]  # the line this one rhymes with (ours or the opponent's), for multisyllabic tails
+    partner_vowels: tuple[str, ...]  # that line's vowels, in order
 
 
 class LMFiller:
@@ -154,8 +183,13 @@ class LMFiller:
         self.load_s = time.perf_counter() - started
         self.model.eval()
         self._pieces: list[str] = self.tokenizer.batch_decode([[i] for i in range(len(self.tokenizer))])
-        self._ok = [bool(_PIECE_OK.match(p)) for p in self._pieces]
+        self._ok = [bool(_PIECE_OK.match(p)) and p.strip().lower() not in PROMPT_BANNED for p in self._pieces]
         self._word_ids = self._index_words()
+        self._by_last_vowel: dict[tuple[str, int], list[int]] = {}
+        for group in self._word_ids.values():
+            for w, i in group:
+                if len(w) > 2:
+                    self._by_last_vowel.setdefault((vowels(w)[-1], syllables(w)), []).append(i)
         self._end_ids = [i for i, p in enumerate(self._pieces) if p.strip(" ") and not p.strip(" .!?\n")]
         self._end_ids += [i for i in (self.tokenizer.eos_token_id,) if i is not None]
         params = inspect.signature(self.model.forward).parameters
@@ -175,7 +209,7 @@ class LMFiller:
         for i, piece in enumerate(self._pieces):
             w = piece[1:]
             if piece.startswith(" ") and w.isalpha() and w.islower() and (len(w) > 1 or w == "a"):
-                if w not in seen and in_dictionary(w):
+                if w not in seen and in_dictionary(w) and not blocked(w):
                     seen.add(w)
                     words.setdefault(word_vowel_key(w), []).append((w, i))
         return words
@@ -187,25 +221,34 @@ class LMFiller:
         by_syl: dict[int, list[int]] = {}
         for key in {word_vowel_key(t) for t in targets}:
             for w, i in self._word_ids.get(key, ()):
-                if any(rhymes([w], [t]) for t in targets):
+                if w not in NO_END_WORDS and w not in targets and any(rhymes([w], [t]) for t in targets):
                     by_syl.setdefault(syllables(w), []).append(i)
         if not by_syl:
             if targets:
                 log.warning("no single-token word rhymes with %s; line %d ends on any word", targets, line.bar)
             for group in self._word_ids.values():
                 for w, i in group:
-                    by_syl.setdefault(syllables(w), []).append(i)
+                    if w not in NO_END_WORDS:
+                        by_syl.setdefault(syllables(w), []).append(i)
         end_ids = {s: frozenset(ids) for s, ids in by_syl.items() if s <= line.budget}
         if not end_ids:
             raise PlanError(f"line {line.bar}: a budget of {line.budget} syllables is too short for its rhyme")
         answers = frozenset(normalize(w) for w in line.answer_words if normalize(w))
         answer_ids = sorted({self.tokenizer.encode(f" {w}", add_special_tokens=False)[0] for w in answers})
         said = ({w.lower() for f in context.previous for w in f.words if len(w) > 3} | PROMPT_WORDS) - answers
+        heard = {w.lower() for text in context.opponent_lines for w in spoken_words(text)}
+        leaks = EXAMPLE_WORDS - heard - answers
         stale_ids = sorted({self.tokenizer.encode(form, add_special_tokens=False)[0]
-                            for w in said for form in (f" {w}", w.capitalize())})
+                            for w in said - leaks for form in (f" {w}", w.capitalize())})
+        leak_ids = sorted({self.tokenizer.encode(form, add_special_tokens=False)[0]
+                           for w in leaks for form in (f" {w}", w.capitalize())})
         end_lists = {s: self._torch.tensor(sorted(ids)) for s, ids in end_ids.items()}
+        partner = _partner(targets, context)
+        inner = sorted({i for key in {word_vowel_key(x) for x in targets}
+                        for w, i in self._word_ids.get(key, ()) if len(w) > 2 and w not in said})
         return _Targets(line.budget, end_ids, end_lists, min(end_ids), tuple(answer_ids), answers,
-                        tuple(stale_ids))
+                        tuple(stale_ids), tuple(leak_ids), frozenset(inner), partner,
+                        tuple(v for w in partner for v in vowels(w)))
 
     # ---- prompt -------------------------------------------------------------------------------------------------
 
@@ -224,6 +267,24 @@ class LMFiller:
             ids = ids["input_ids"]
         return list(ids)
 
+    def prompt_ids(self, line: LinePlan, context: FillContext) -> list[int]:
+        """The token ids of the prompt this filler writes `line` from (for baselines and scoring)."""
+        return self._prompt(line, context)
+
+    def fluency(self, prompt: list[int], text: str) -> float:
+        """Mean log-probability per token the model gives `text` as the reply to `prompt` (0 for no tokens)."""
+        torch = self._torch
+        reply = self.tokenizer.encode(text, add_special_tokens=False)
+        if not reply:
+            return 0.0
+        with torch.inference_mode():
+            cache, first = self._prefill(prompt)  # reuses the cached prompt the line was just written from
+            rest = self._forward(torch.tensor([reply[:-1]]), cache).logits[0].float() if len(reply) > 1 else None
+            logits = first if rest is None else torch.cat([first, rest])
+            logp = torch.log_softmax(logits, dim=-1)
+            picked = logp[torch.arange(len(reply)), torch.tensor(reply)]
+        return float(picked.mean())
+
     # ---- constraints --------------------------------------------------------------------------------------------
 
     def _admit(self, c: _Candidate, token: int, t: _Targets, forced: bool) -> tuple[str, float] | None:
@@ -233,6 +294,8 @@ class LMFiller:
             return None
         piece = self._pieces[token]
         limit = t.budget - t.reserve
+        if c.partial and (piece == "," or piece.startswith(" ")) and c.partial.lower() in BLOCKED_WORDS:
+            return None  # the word just finished is not clean: this candidate cannot go on
         if piece == ",":
             if not c.partial or forced:
                 return None
@@ -241,6 +304,8 @@ class LMFiller:
             word = piece.strip()
             if word[:1] == "'" or (c.text and not word.islower() and word.split("'")[0] != "I"):
                 return None  # no title case mid-line: only "I" and its contractions are capitalised
+            if word.lower().startswith(BLOCKED_STEMS):
+                return None
             done = c.done_syllables + (syllables(c.partial) if c.partial else 0)
             left = t.budget - done
             if token in t.end_ids.get(left, ()):
@@ -252,7 +317,8 @@ class LMFiller:
             return ("word", 0.0)
         if forced or not c.partial or ("'" in c.partial and "'" in piece):
             return None
-        if c.done_syllables + syllables(c.partial + piece) > limit:
+        if c.done_syllables + syllables(c.partial + piece) > limit or (c.partial + piece).lower().startswith(
+                BLOCKED_STEMS):
             return None
         return ("cont", 0.0)
 
@@ -266,7 +332,16 @@ class LMFiller:
             scores[list(c.token_ids)] -= REPEAT_PENALTY
         if t.stale_ids:
             scores[list(t.stale_ids)] -= STALE_PENALTY
+        if t.leak_ids:
+            scores[list(t.leak_ids)] -= EXAMPLE_PENALTY
+        if t.internal_ids and c.text and c.internal < INTERNAL_MAX:
+            scores[list(t.internal_ids)] += INTERNAL_BIAS
         done = c.done_syllables + (syllables(c.partial) if c.partial else 0)
+        tail = t.partner_vowels
+        for k in (1, 2):  # end words of k syllables: favour a word before them that extends the rhyme backwards
+            ids = self._by_last_vowel.get((tail[-k - 1], t.budget - done - k)) if len(tail) > k else None
+            if ids and k in t.end_ids:
+                scores[ids] += TAIL_BIAS
         rhyme_now: list[int] = []
         for left in (t.budget - done, t.budget - done - 1):
             ids = t.end_lists.get(left)
@@ -289,6 +364,10 @@ class LMFiller:
         weights = torch.softmax(torch.tensor([s for _, s, _ in admitted]), dim=0)
         pick, _, kind = admitted[int(torch.multinomial(weights, 1, generator=gen))]
         self._advance(c, pick, kind, float(logp[pick]))
+        if kind == "word" and pick in t.internal_ids:
+            c.internal += 1
+        elif kind == "end":
+            c.end_word_logprob = float(logp[pick])
         return pick
 
     def _advance(self, c: _Candidate, token: int, kind: str, logprob: float) -> None:
@@ -386,10 +465,15 @@ class LMFiller:
         if any(_refers(w, t.answer_words) for w in lower):
             score += 1.5
         score += sum(c.logprobs) / max(1, len(c.logprobs)) + END_WEIGHT * c.end_logprob
-        if _copies(lower, [*context.opponent_lines, EXAMPLE[1]["content"]], 4):
+        score += END_WORD_WEIGHT * c.end_word_logprob
+        before = [w.lower() for f in context.previous[-1:] for w in f.words]
+        score += DENSITY_WEIGHT * rhyme_density(before + lower)
+        if t.partner:
+            score += MULTI_BONUS * max(0, multisyllabic_match(lower[-3:], t.partner[-3:]) - 1)
+        if _copies(lower, context.opponent_lines, 4) or _copies(lower, [EXAMPLE[1]["content"]], 3):
             score -= COPY_MALUS
         if _copies(lower, [f.text for f in context.previous], 3):
-            score -= COPY_MALUS / 2
+            score -= COPY_MALUS
         content = [w for w in lower if len(w) > 2]
         score -= REPEAT_MALUS * (len(content) - len(set(content)))
         ends = {f.words[-1].lower() for f in context.previous if f.words}
@@ -481,6 +565,24 @@ def _refers(word: str, answers: Iterable[str]) -> bool:
     """Whether a word takes up one of the opponent's words (plural or possessive forms count)."""
     w = normalize(word)
     return any(w == a or w in (a + "s", a + "'s", a + "es") for a in answers)
+
+
+def blocked(word: str) -> bool:
+    """Whether a word (or the start of one) is kept out of clean lines."""
+    w = word.lower()
+    return w in BLOCKED_WORDS or w.startswith(BLOCKED_STEMS)
+
+
+def _partner(targets: list[str], context: FillContext) -> tuple[str, ...]:
+    """The words of the line whose end word this line rhymes with: our latest line ending on the first target,
+    else the opponent's; empty when neither does."""
+    if not targets:
+        return ()
+    for text in [*(f.text for f in reversed(context.previous)), *reversed(context.opponent_lines)]:
+        words = tuple(w.lower() for w in spoken_words(text))
+        if words and normalize(words[-1]) == targets[0]:
+            return words
+    return ()
 
 
 def _copies(words: list[str], lines: Iterable[str], n: int) -> bool:

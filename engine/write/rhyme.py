@@ -47,11 +47,30 @@ def perfect_rhyme(a: Sequence[str], b: Sequence[str]) -> bool:
     return bool(ka) and ka == kb and [w.lower() for w in a][-1:] != [w.lower() for w in b][-1:]
 
 
-def slant_rhyme(a: Sequence[str], b: Sequence[str]) -> bool:
-    """Vowel-led rhyme: the same vowels from the last stress, with a coda that closes alike.
+CONSONANT_CLASSES: dict[str, str] = {
+    **dict.fromkeys("P B T D K G".split(), "stop"),
+    **dict.fromkeys("M N NG".split(), "nasal"),
+    **dict.fromkeys("F V TH DH S Z SH ZH HH CH JH".split(), "fricative"),  # affricates end in friction
+    **dict.fromkeys("L R".split(), "liquid"),
+    **dict.fromkeys("W Y".split(), "glide"),
+}
 
-    An open syllable (no final consonant) only rhymes with another open one, so 'me' and 'tree' rhyme but
-    every open syllable does not rhyme with every closed one.
+
+def coda_class(key: Sequence[str]) -> str:
+    """How a rhyme key closes: 'open' when it ends on a vowel, else the manner class of its final consonant
+    (stop, nasal, fricative, liquid, glide)."""
+    if not key or key[-1] in _VOWEL_SET:
+        return "open"
+    return CONSONANT_CLASSES.get(key[-1], key[-1])
+
+
+def slant_rhyme(a: Sequence[str], b: Sequence[str]) -> bool:
+    """Slant rhyme: the same vowels from the last stressed vowel to the end, and a final consonant of the same
+    manner class (stop/stop as in 'luck'/'just', nasal/nasal as in 'time'/'line', fricative/fricative,
+    liquid/liquid), or both open ('me'/'tree'). The same last word is no rhyme.
+
+    So 'rule' (liquid) does not rhyme with 'moved' (stop), nor 'there' with 'less', nor an open syllable with a
+    closed one.
     """
     pa, pb = _phrase_pron(a), _phrase_pron(b)
     ka, kb = rhyme_key(pa), rhyme_key(pb)
@@ -59,8 +78,7 @@ def slant_rhyme(a: Sequence[str], b: Sequence[str]) -> bool:
         return False
     if [w.lower() for w in a][-1:] == [w.lower() for w in b][-1:]:
         return False
-    open_a, open_b = ka[-1] in _VOWEL_SET, kb[-1] in _VOWEL_SET
-    return open_a == open_b
+    return coda_class(ka) == coda_class(kb)
 
 
 def rhymes(a: Sequence[str], b: Sequence[str]) -> bool:
