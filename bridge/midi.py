@@ -269,9 +269,9 @@ class MidiEventSource:
         self.name: str = self._port.name
         self._driver_s = 0.0  # the driver's own time of the latest message, summed from its deltas
         self._offset_s: float | None = None  # host clock minus driver time, the least delay seen
-        rtmidi_in = getattr(self._port, "_rt", None)  # mido's rtmidi port: take the driver's timestamps
-        if rtmidi_in is not None:
-            rtmidi_in.set_callback(self._on_driver_message)
+        self._rtmidi_in = getattr(self._port, "_rt", None)  # mido's rtmidi port: take the driver's timestamps
+        if self._rtmidi_in is not None:
+            self._rtmidi_in.set_callback(self._on_driver_message)
         logger.info("listening to MIDI input %r", self.name)
 
     def _on_driver_message(self, event: tuple[list[int], float], _data: object = None) -> None:
@@ -309,7 +309,9 @@ class MidiEventSource:
         self._events.put(event)
 
     def close(self) -> None:
-        """Close the input port."""
+        """Close the input port (our rtmidi callback first: the driver thread must not call into a closed port)."""
+        if self._rtmidi_in is not None:
+            self._rtmidi_in.cancel_callback()
         self._port.close()
 
     def __enter__(self) -> MidiEventSource:

@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="seed for the clock jitter, the beat and the words")
     demo.add_argument("--words", choices=("auto", "lm", "lexicon"), default="auto",
                       help="words backend: the language model, the lexicon, or auto (model if installed)")
+    demo.add_argument("--midi", choices=("auto", "jack", "loopback"), default="auto",
+                      help="how the stand-in DAW's clock reaches the engine: JACK MIDI, an in-process port, or auto "
+                           "(JACK when a server runs)")
     demo.set_defaults(run=_demo)
     for register in _registrars():
         register(sub)
@@ -81,7 +84,8 @@ def _demo(args: argparse.Namespace, console: Console) -> int:
 
     style = load_style(args.style)
     check_writable(args.out)
-    cfg = DemoConfig(out_dir=args.out, style=style, bars=args.bars, seed=args.seed, words=args.words)
+    cfg = DemoConfig(out_dir=args.out, style=style, bars=args.bars, seed=args.seed, words=args.words,
+                     midi=args.midi)
     columns = (TextColumn("{task.description:<16}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:

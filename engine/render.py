@@ -149,6 +149,7 @@ class DemoConfig:
     bars: int = 8
     seed: int = 0
     words: str = "auto"  # auto | lm | lexicon
+    midi: str = "auto"  # auto | jack | loopback
     sample_rate: int = 48000
     jitter_rms_s: float = 0.001
 
@@ -169,6 +170,7 @@ class Exchange:
     answer_start_bar: int
     wall_s: float
     beat_tempo_bpm: float | None
+    clock_send_late_s: list[float]
 
 
 Progress = Callable[[str, int, int], None]
@@ -216,7 +218,7 @@ def run_exchange(cfg: DemoConfig, progress: Progress) -> Exchange:
         progress("exchange", min(bar, total_bars), total_bars)
 
     clocks = total_bars * TICKS_PER_BAR // TICKS_PER_MIDI_CLOCK + 1
-    backend = open_backend("auto")
+    backend = open_backend(cfg.midi)
     port_name = f"cypher-demo-{os.getpid()}"
     output = open_output(backend, port_name, virtual=True)
     try:
@@ -233,6 +235,7 @@ def run_exchange(cfg: DemoConfig, progress: Progress) -> Exchange:
             stop.set()
             loop.join(2.0)
             sink.origin_s = sender.ideal_time_s(0)
+            late_s = [t - sender.ideal_time_s(i) for i, t in enumerate(sender.sent_times_s)]
     finally:
         output.close()
     turn.close()
@@ -243,7 +246,7 @@ def run_exchange(cfg: DemoConfig, progress: Progress) -> Exchange:
         beat=beat, vocal=vocal, answer=sink.mix(), sink=sink, follower_tempo_bpm=tempo_seen, turn=turn,
         backends={"words": words_backend, "voice": voice.name, "ears": ears_backend},
         midi_transport=str(getattr(backend, "name", "in-process loopback")), bar_len=bar_len, answer_start_bar=INTRO_BARS + cfg.bars,
-        wall_s=time.monotonic() - t_start, beat_tempo_bpm=turn.beat_tracker.tempo_bpm,
+        wall_s=time.monotonic() - t_start, beat_tempo_bpm=turn.beat_tracker.tempo_bpm, clock_send_late_s=late_s,
     )
 
 

@@ -102,6 +102,10 @@ def build_report(cfg: DemoConfig, ex: Exchange) -> dict[str, Any]:
         "render_rtf": round(compute_s / answer_s, 3) if answer_s else None,
         "wall_s": round(ex.wall_s, 1),
         "midi_transport": ex.midi_transport,
+        "clock_send_late_ms": {  # the stand-in DAW's clock against its own schedule (jitter included)
+            "median": _percentile([1000 * x for x in ex.clock_send_late_s], 50),
+            "max": round(1000 * max(ex.clock_send_late_s), 2) if ex.clock_send_late_s else None,
+        },
         "backends": ex.backends,
         "errors": ex.turn.report.errors,
     }

