@@ -37,6 +37,7 @@ from engine.timebase import MIDI_PPQN, TICKS_PER_MIDI_CLOCK, Position, position_
 
 logger = logging.getLogger(__name__)
 
+MAX_BUNCHED_CLOCKS = 24  # a beat's worth of clocks arriving at once still counts; more is a flood, ignored
 NOISE_GAPS = 48  # clock intervals behind the port-noise estimate (two beats)
 NOISE_MIN_GAPS = 12  # intervals needed before that estimate counts
 MIN_TEMPO_BPM = 20.0
@@ -169,6 +170,7 @@ class ClockFollower:
         self._resume_ticks = 0
         self.ignored = 0
         self.outliers = 0
+        self._bunched = 0  # clocks in a row that came too close together to be timed
         self._gaps_s: deque[float] = deque(maxlen=NOISE_GAPS)  # recent clock intervals, for the port's noise
         self.tempo_changes = 0
         self._warn_interval_s = warn_interval_s
@@ -309,8 +311,16 @@ class ClockFollower:
             if time_s - self._last_time_s > self._gap_s():
                 self._restart(keep_tempo=True)
         if self._too_fast(time_s):
-            self._ignore(time_s)
+            self._bunched += 1
+            if self._bunched > MAX_BUNCHED_CLOCKS:
+                self._ignore(time_s)  # a flood, not a late delivery: not a clock
+                return
+            # Clocks delivered late and all at once (a busy host, a stalled callback) are still clocks: they move
+            # the position, but their times say nothing of the tempo, so they stay out of the fit.
+            self._index += 1
+            self._recent_times_s.append(time_s)
             return
+        self._bunched = 0
         if self._last_time_s is not None:
             self._gaps_s.append(time_s - self._last_time_s)
         index = self._index + 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,7 +43,18 @@ def jack_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
             pytest.fail(f"jackd did not start ({' '.join(JACKD_COMMAND)}); its log:\n{log_path.read_text()[-2000:]}")
         yield
     finally:
+        _release_portaudio()
         _stop(process)
+
+
+def _release_portaudio() -> None:
+    """Terminate PortAudio while the JACK server it may hold is still up: its exit handler asserts (and aborts the
+    interpreter) when it finds the server gone."""
+    sd = sys.modules.get("sounddevice")
+    if sd is None:
+        return
+    while getattr(sd, "_initialized", 0) > 0:
+        sd._terminate()
 
 
 @pytest.fixture
