@@ -441,7 +441,7 @@ def test_fuzz_ten_thousand_datagrams_every_bad_one_answered_none_crashes(
     assert set(named) <= error_addresses
     assert all(len(args) == 2 and args[1] for args in inbox.of("/cypher/error"))
     logged = [r for r in caplog.records if r.name == "bridge.osc"]
-    assert 1 <= len(logged) <= 40, len(logged)  # rate-limited: a flood makes a handful of lines, not 8,500
+    assert 0 < len(logged) <= 40, len(logged)  # rate-limited: a flood makes a handful of lines, not 8,500
     assert not [r for r in caplog.records if "could not be handled" in r.getMessage()
                 or "Unhandled parameter type" in r.getMessage()]
 
