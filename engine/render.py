@@ -208,6 +208,7 @@ def run_exchange(cfg: DemoConfig, progress: Progress) -> Exchange:
         style, cfg.bars, INTRO_BARS, follower,
         vocal_bus=ArrayBus(vocal + VOCAL_BLEED * beat, bar_len), beat_bus=ArrayBus(beat, bar_len),
         transcriber=transcriber, filler=filler, voice=voice, sink=sink, sample_rate=sr, seed=cfg.seed,
+        fallback=LexiconFiller() if words_backend != "lexicon" else None,
     )
     tempo_seen: list[float] = []
 

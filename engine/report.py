@@ -98,6 +98,7 @@ def build_report(cfg: DemoConfig, ex: Exchange) -> dict[str, Any]:
         "first_bar_ready_ms": round(1000 * (first.ready_time_s - cue), 1) if first and cue else None,
         "bar_ready_after_heard_ms_max": round(1000 * max(stages.get("total_s", [0.0])), 1),
         "bars_late": late,
+        "lines_by_fallback_filler": ex.turn.report.fallback_lines,
         "stage_median_s": stage,
         "render_rtf": round(compute_s / answer_s, 3) if answer_s else None,
         "wall_s": round(ex.wall_s, 1),

@@ -31,6 +31,7 @@ from engine.write.phonetics import tokenize
 
 log = logging.getLogger(__name__)
 
+SLOW_FILLER_BUDGET_S = 4.0  # below this much time to a line's bar line, the fast fallback filler writes it
 PRE_ROLL_S = 0.3  # heard before each bar line, so the first word of a line is not cut
 
 
@@ -81,6 +82,7 @@ class TurnReport:
     lines: list[FilledLine] = field(default_factory=list)
     renders: list[BarRender] = field(default_factory=list)
     cue_time_s: float | None = None
+    fallback_lines: int = 0
     stage_s: dict[str, list[float]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
 
@@ -107,6 +109,7 @@ class AnswerTurn:
         sample_rate: int,
         seed: int = 0,
         on_line: Callable[[int, FilledLine], None] | None = None,
+        fallback: Filler | None = None,
     ) -> None:
         self.style = style
         self.bars = bars
@@ -121,6 +124,7 @@ class AnswerTurn:
         self.sink = sink
         self.sample_rate = sample_rate
         self.on_line = on_line
+        self.fallback = fallback
         self.beat_tracker = BeatTracker(sample_rate, reference_bpm=style.tempo_bpm)
         self.context = FillContext(opponent_lines=(), seed=seed)
         self.heard_lines: list[str] = []
@@ -160,6 +164,21 @@ class AnswerTurn:
                 self.report.errors.append(f"bar {index + 1}: {exc}")
         self.done.set()
 
+    def _filler_in_time(self, bar: int) -> Filler:
+        """The filler, or the fast lexicon filler when the bar line is too close for the slow one: a plain line on
+        the beat beats a good line that misses its bar."""
+        if self.fallback is None:
+            return self.filler
+        try:
+            left_s = self.follower.predict_time_s(bar * TICKS_PER_BAR) - time.monotonic()
+        except CypherError:
+            return self.filler
+        if left_s < SLOW_FILLER_BUDGET_S:
+            log.warning("bar %d is %.1f s away: writing it with the %s filler", bar + 1, left_s, self.fallback.name)
+            self.report.fallback_lines += 1
+            return self.fallback
+        return self.filler
+
     def _heard_audio(self, bar: int) -> np.ndarray | None:
         """A heard bar with the end of the bar before it: a line's first consonant starts before its bar line."""
         audio = self.vocal_bus.bar_audio(bar)
@@ -179,7 +198,7 @@ class AnswerTurn:
         self.report.add_stage("listen_s", t1 - t0)
 
         plan = plan_line(self.style, index, self.heard_lines, self.context.previous)
-        filled = self.filler.fill_line(plan, self.context)
+        filled = self._filler_in_time(self.answer_bar + index).fill_line(plan, self.context)
         words_out = tuple(w for w in filled.words if tokenize(w))
         counts = syllables_per_word(words_out)
         slots = assign_slots(plan.grid, sum(counts))

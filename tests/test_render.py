@@ -1,6 +1,7 @@
 """The offline render's parts: buses, the recording sink, and the fallbacks when a model is missing."""
 
 import logging
+import time
 
 import numpy as np
 
@@ -52,3 +53,26 @@ def test_missing_speech_recognition_falls_back_to_typed_text(tmp_path, caplog):
     assert first[-1].end_s == 0.01
     assert [w.text for w in ears.transcribe(np.zeros(480, dtype=np.float32), 48000)][-1] == "slow"
     assert ears.transcribe(np.zeros(480, dtype=np.float32), 48000) == []
+
+
+def test_a_bar_too_close_for_the_slow_filler_is_written_by_the_fast_one():
+    from bridge.clock import ClockFollower
+    from engine.events import ClockTick, TransportStart
+    from engine.presets import load_style
+    from engine.turn import AnswerTurn
+
+    follower = ClockFollower()
+    now = time.monotonic()
+    period = 60.0 / (90.0 * 24)
+    follower.feed(TransportStart(now - 100 * period - 0.01))
+    for n in range(97):  # clocks up to now: bar 1 (zero-based) has just begun
+        follower.feed(ClockTick(now - (96 - n) * period))
+    slow, fast = LexiconFiller(), LexiconFiller()
+    turn = AnswerTurn(load_style("boom_bap"), 2, 0, follower, None, None, None, slow, None, None, 48000,
+                      fallback=fast)
+    try:
+        assert turn._filler_in_time(2) is fast  # bar 3 starts one bar (2.7 s) from now: too close
+        assert turn._filler_in_time(4) is slow  # three bars away: time enough
+        assert turn.report.fallback_lines == 1
+    finally:
+        turn.close(timeout_s=1.0)
