@@ -44,6 +44,7 @@ from engine.play.output import JackOutput, RingSink  # noqa: E402
 from engine.play.ring import RingBuffer  # noqa: E402
 from engine.presets import load_style  # noqa: E402
 from engine.timebase import TICKS_PER_BAR, ticks_to_seconds  # noqa: E402
+from engine.play.record import Recorder
 from engine.turn import BarRender  # noqa: E402
 from engine.voice.fx import apply_chain, build_chain  # noqa: E402
 from engine.voice.speak import PiperVoice  # noqa: E402
@@ -54,7 +55,6 @@ from engine.write.planner import assign_slots, syllables_per_word  # noqa: E402
 RATE = 48000
 PAD_S = 0.5  # silence before a line handed to whisper (it pins a first word to the clip start)
 DETECTOR_WINDOW_S = 0.08
-MASK = 0xFFFFFFFF
 
 
 @dataclass(frozen=True)
@@ -178,35 +178,6 @@ def bench_lines(count: int, transcriber: Transcriber, voice: PiperVoice) -> dict
     }
 
 
-class Recorder:
-    """A JACK-Client recorder: its input port's audio by JACK frame time."""
-
-    def __init__(self, seconds: float) -> None:
-        import jack
-
-        self.client = jack.Client("bench-rec", no_start_server=True)
-        self.port = self.client.inports.register("in")
-        self.audio = np.zeros(int(seconds * RATE), dtype=np.float32)
-        self.first: int | None = None
-        self.client.set_process_callback(self._process)
-        self.client.activate()
-
-    def _process(self, frames: int) -> None:
-        frame = self.client.last_frame_time
-        if self.first is None:
-            self.first = frame
-        at = (frame - self.first) & MASK
-        if at + frames <= len(self.audio):
-            self.audio[at:at + frames] = self.port.get_array()
-
-    def frame_of(self, time_s: float) -> float:
-        """JACK frame of a host time, from this client's own reading of JACK's clock."""
-        t0 = time.monotonic()
-        frame = self.client.frame_time
-        t1 = time.monotonic()
-        return frame + (time_s - 0.5 * (t0 + t1)) * RATE
-
-
 def click_render(bar: int, when_s: float, lead: int = 1000) -> BarRender:
     """A bar whose only sound is a click on its bar line."""
     audio = np.zeros(4 * lead, dtype=np.float32)
@@ -216,7 +187,7 @@ def click_render(bar: int, when_s: float, lead: int = 1000) -> BarRender:
 
 def bench_output(minutes: float, voice: PiperVoice, clicks: int) -> dict[str, Any]:
     """Bar-line placement through JACK, the callback's allocations, and underruns under rendering load."""
-    recorder = Recorder(seconds=2.0 + 0.3 * clicks)
+    recorder = Recorder("bench-rec", seconds=2.0 + 0.3 * clicks)
     output = JackOutput(RingBuffer(20 * RATE), RATE, connect_to="bench-rec:in", client_name="cypher-bench")
     output.start()
     try:

@@ -10,7 +10,6 @@ import pytest
 from pythonosc.dispatcher import Dispatcher
 from pythonosc.osc_server import ThreadingOSCUDPServer
 from pythonosc.udp_client import SimpleUDPClient
-from test_output import RATE, Recorder
 
 from bridge.clockgen import ClockSender
 from bridge.midi import MidiEventSource, open_backend, open_output
@@ -18,12 +17,14 @@ from bridge.osc import OscServer, Replies
 from engine.control import EngineState
 from engine.live import LiveParts, LiveSession
 from engine.play.output import JackOutput, RingSink
+from engine.play.record import Recorder
 from engine.play.ring import RingBuffer
 from engine.voice.speak import load_voice
 from engine.write.fill_lexicon import LexiconFiller
 
 pytestmark = [pytest.mark.jack, pytest.mark.models]
 
+RATE = 48000
 TEMPO_BPM = 150.0
 BAR_CLOCKS = 96
 

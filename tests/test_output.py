@@ -21,49 +21,13 @@ import pytest
 from engine.errors import PortError
 from engine.play.latency import jack_port_latency
 from engine.play.output import DeviceOutput, JackOutput, RingSink, open_output
+from engine.play.record import Recorder
 from engine.play.ring import RingBuffer
 from engine.turn import BarRender
 
 RATE = 48000
 LEAD = 1000
 TOLERANCE_FRAMES = 48  # 1 ms at 48 kHz: the issue's bar-line placement bound
-MASK = 0xFFFFFFFF
-
-
-class Recorder:
-    """A JACK client recording its input port by JACK frame time (what a DAW's recording track does)."""
-
-    def __init__(self, name: str, seconds: float, servername: str | None = None) -> None:
-        self.client = jack.Client(name, no_start_server=True, servername=servername)
-        self.port = self.client.inports.register("in")
-        self.audio = np.zeros(int(seconds * RATE), dtype=np.float32)
-        self.first: int | None = None
-        self.client.set_process_callback(self._process)
-        self.client.activate()
-
-    def _process(self, frames: int) -> None:
-        frame = self.client.last_frame_time
-        if self.first is None:
-            self.first = frame
-        at = (frame - self.first) & MASK
-        if at + frames <= len(self.audio):
-            self.audio[at:at + frames] = self.port.get_array()
-
-    def frame_of(self, time_s: float) -> float:
-        """JACK frame of a host time, from this client's own reading of JACK's clock."""
-        t0 = time.monotonic()
-        frame = self.client.frame_time
-        t1 = time.monotonic()
-        return frame + (time_s - 0.5 * (t0 + t1)) * RATE
-
-    def clicks(self) -> list[int]:
-        """JACK frames of the recorded clicks."""
-        assert self.first is not None
-        return [int(i) + self.first for i in np.nonzero(np.abs(self.audio) > 0.5)[0]]
-
-    def close(self) -> None:
-        self.client.deactivate()
-        self.client.close()
 
 
 def click_bar(bar: int, start_time_s: float) -> BarRender:

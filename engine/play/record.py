@@ -1,0 +1,49 @@
+"""A JACK recorder: what a DAW's recording track does, for tests and benchmarks that check where audio lands."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+FRAME_MASK = 0xFFFFFFFF  # JACK frame times wrap at 32 bits
+
+
+class Recorder:
+    """A JACK client recording its input port `in` by JACK frame time."""
+
+    def __init__(self, name: str, seconds: float, sample_rate: int = 48000, servername: str | None = None) -> None:
+        import jack
+
+        self.sample_rate = sample_rate
+        self.client = jack.Client(name, no_start_server=True, servername=servername)
+        self.port = self.client.inports.register("in")
+        self.audio = np.zeros(int(seconds * sample_rate), dtype=np.float32)
+        self.first: int | None = None
+        self.client.set_process_callback(self._process)
+        self.client.activate()
+
+    def _process(self, frames: int) -> None:
+        frame = self.client.last_frame_time
+        if self.first is None:
+            self.first = frame
+        at = (frame - self.first) & FRAME_MASK
+        if at + frames <= len(self.audio):
+            self.audio[at:at + frames] = self.port.get_array()
+
+    def frame_of(self, time_s: float) -> float:
+        """JACK frame of a host time, from this client's own reading of JACK's clock."""
+        t0 = time.monotonic()
+        frame = self.client.frame_time
+        t1 = time.monotonic()
+        return frame + (time_s - 0.5 * (t0 + t1)) * self.sample_rate
+
+    def clicks(self) -> list[int]:
+        """JACK frames of the recorded clicks (samples above 0.5)."""
+        assert self.first is not None
+        return [int(i) + self.first for i in np.nonzero(np.abs(self.audio) > 0.5)[0]]
+
+    def close(self) -> None:
+        """Stop recording and leave JACK."""
+        self.client.deactivate()
+        self.client.close()
