@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -57,15 +58,30 @@ def _release_portaudio() -> None:
         sd._terminate()
 
 
+@dataclass
+class LatentDelay:
+    """A running `jack_latent_client`, and the xruns JACK reported since it started: each cycle the delay line
+    misses leaves its delay one period shorter for the rest of its life."""
+
+    name: str
+    xruns: int = 0
+
+    def _on_xrun(self, delay_usecs: float) -> None:
+        self.xruns += 1
+
+
 @pytest.fixture
-def latent(jack_server: None) -> Iterator[str]:
-    """The client name of a running `jack_latent_client 1000`: a 1000-frame delay line that reports its latency
-    to JACK, unhooked from the system ports it connects itself to."""
+def latent(jack_server: None) -> Iterator[LatentDelay]:
+    """A running `jack_latent_client 1000`: a 1000-frame delay line that reports its latency to JACK, unhooked
+    from the system ports it connects itself to."""
     if shutil.which("jack_latent_client") is None:
         pytest.skip("jack_latent_client is not installed (it ships with jackd2's example clients)")
     import jack
 
+    delay = LatentDelay("")
     client = jack.Client("latent-probe", no_start_server=True)
+    client.set_xrun_callback(delay._on_xrun)
+    client.activate()
     before = {p.name for p in client.get_ports(is_audio=True)}
     process = subprocess.Popen(["jack_latent_client", "1000"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -75,7 +91,7 @@ def latent(jack_server: None) -> Iterator[str]:
             time.sleep(0.05)
             new = sorted({p.name for p in client.get_ports(is_audio=True)} - before)
         assert len(new) == 2, f"jack_latent_client did not register its ports ({new})"
-        prefix = new[0].split(":")[0]
+        delay.name = new[0].split(":")[0]
         while time.monotonic() < deadline and not all(client.get_all_connections(p) for p in new):
             time.sleep(0.05)  # it connects itself to the physical ports once active: wait, then undo that
         for port in new:
@@ -84,8 +100,9 @@ def latent(jack_server: None) -> Iterator[str]:
                     client.disconnect(port, other.name)
                 else:
                     client.disconnect(other.name, port)
-        yield prefix
+        yield delay
     finally:
         process.terminate()
         process.wait(timeout=5)
+        client.deactivate()
         client.close()

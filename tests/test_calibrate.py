@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from rich.console import Console
 
+from conftest import LatentDelay
 from engine.cli_calibrate import register
 from engine.errors import PortError
 from engine.play.latency import (
@@ -88,22 +89,22 @@ def jack_iodelay_frames(out_port: str, in_port: str) -> float:
         process.wait(timeout=5)
 
 
-def test_a_jack_loop_measures_stable_and_agrees_with_jack_iodelay(latent: str) -> None:
+def test_a_jack_loop_measures_stable_and_agrees_with_jack_iodelay(latent: LatentDelay) -> None:
     if shutil.which("jack_iodelay") is None or shutil.which("stdbuf") is None:
         pytest.skip("jack_iodelay (jackd2's example clients) and stdbuf are needed to compare with")
-    measured = measure_jack_loop(f"{latent}:input", f"{latent}:output", repeats=3)
+    measured = measure_jack_loop(f"{latent.name}:input", f"{latent.name}:output", repeats=3)
     # a loop of JACK connections is a cycle in JACK's graph: one period on top of the delay line's latency
     assert measured.round_trips_frames == (LATENT_FRAMES + measured.blocksize,) * 3
     assert measured.compensation_frames == measured.round_trip_frames
-    assert round(jack_iodelay_frames(f"{latent}:input", f"{latent}:output")) == measured.round_trip_frames
+    assert round(jack_iodelay_frames(f"{latent.name}:input", f"{latent.name}:output")) == measured.round_trip_frames
 
 
-def test_cypher_calibrate_stores_what_it_measured(latent: str, tmp_path: Path) -> None:
+def test_cypher_calibrate_stores_what_it_measured(latent: LatentDelay, tmp_path: Path) -> None:
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers(dest="command"))
     path = tmp_path / "latency.toml"
     console = Console(record=True, width=120)
-    args = parser.parse_args(["calibrate", "--out", f"{latent}:input", "--in", f"{latent}:output", "--repeats", "2",
+    args = parser.parse_args(["calibrate", "--out", f"{latent.name}:input", "--in", f"{latent.name}:output", "--repeats", "2",
                               "--config", str(path)])
     assert args.run(args, console) == 0
     assert load_compensation(path).frames == LATENT_FRAMES + 256

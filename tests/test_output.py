@@ -18,6 +18,7 @@ import jack
 import numpy as np
 import pytest
 
+from conftest import LatentDelay
 from engine.errors import PortError
 from engine.play.latency import jack_port_latency
 from engine.play.output import DeviceOutput, JackOutput, RingSink, open_output
@@ -47,7 +48,7 @@ class Rig:
 @pytest.fixture
 def rig(jack_server: None, request: pytest.FixtureRequest) -> Iterator[Rig]:
     name = f"rec{request.node.name[-12:].replace('[', '').replace(']', '')}"
-    recorder = Recorder(name, seconds=4.0)
+    recorder = Recorder(name, seconds=RECORD_S)
     output = JackOutput(RingBuffer(10 * RATE), RATE, connect_to=f"{recorder.client.name}:in",
                         client_name="cypher-test")
     output.start()
@@ -58,17 +59,39 @@ def rig(jack_server: None, request: pytest.FixtureRequest) -> Iterator[Rig]:
         recorder.close()
 
 
+CLEAN_ATTEMPTS = 4
+SPACING_S = 0.35
+RECORD_S = 2.0 + CLEAN_ATTEMPTS * (0.4 + SPACING_S * 3 + 0.2)
+
+
+def _lost_cycles(rig: Rig) -> int:
+    """Cycles JACK lost so far, as both clients saw them (xruns, gaps in the recorder's frame times)."""
+    stats = rig.output.stats()
+    return rig.recorder.gaps + rig.recorder.xruns + stats.underruns + stats.skipped_frames + stats.rewound_frames
+
+
 def play_clicks(rig: Rig, sink: RingSink, count: int = 3) -> list[float]:
-    """Submit `count` click bars a little ahead; the error of each recorded click against its bar line."""
-    expected = []
-    for k in range(count):
-        when = time.monotonic() + 0.4 + 0.35 * k
-        sink.submit(click_bar(k, when))
-        expected.append(rig.recorder.frame_of(when))
-    time.sleep(0.4 + 0.35 * count + 0.2)
-    got = rig.recorder.clicks()
-    assert len(got) == count, f"recorded {len(got)} clicks, expected {count}"
-    return [g - e for g, e in zip(got, expected)]
+    """Submit `count` click bars a little ahead; the error of each recorded click against its bar line.
+
+    A run in which JACK lost cycles (an overloaded 2-core machine: xruns, a gap in the recorder's frame times)
+    does not measure placement, since a click in a lost cycle is never heard and the clients' order may shift by
+    a period: such a run is counted and played again, up to CLEAN_ATTEMPTS times; a clean run is required."""
+    dirty = 0
+    for _ in range(CLEAN_ATTEMPTS):
+        lost_before = _lost_cycles(rig)
+        expected = []
+        for k in range(count):
+            when = time.monotonic() + 0.4 + SPACING_S * k
+            sink.submit(click_bar(k, when))
+            expected.append(rig.recorder.frame_of(when))
+        time.sleep(0.4 + SPACING_S * count + 0.2)
+        if _lost_cycles(rig) != lost_before:
+            dirty += 1
+            continue
+        got = [c for c in rig.recorder.clicks() if c >= expected[0] - 0.2 * RATE]
+        assert len(got) == count, f"recorded {len(got)} clicks, expected {count}"
+        return [g - e for g, e in zip(got, expected)]
+    raise AssertionError(f"JACK lost cycles in all {dirty} runs: the machine is too loaded to measure placement")
 
 
 def test_bars_land_on_their_bar_lines_at_the_recorder(rig: Rig) -> None:
@@ -82,15 +105,15 @@ def test_compensation_plays_bars_early_by_exactly_its_frames(rig: Rig) -> None:
     assert sink.compensation_frames == 256
     errors = play_clicks(rig, sink)
     assert all(abs(e + 256) <= TOLERANCE_FRAMES for e in errors), errors
-    assert [p.bar for p in sink.placements] == [0, 1, 2] and sink.dropped_bars == 0
+    assert [p.bar for p in sink.placements[-3:]] == [0, 1, 2] and sink.dropped_bars == 0
 
 
-def test_reported_port_latency_is_played_early(jack_server: None, latent: str) -> None:
+def test_reported_port_latency_is_played_early(jack_server: None, latent: LatentDelay) -> None:
     """Through jack_latent_client (conftest: a 1000-frame delay line that reports its latency to JACK)."""
-    recorder = Recorder("rec-latent", seconds=4.0)
+    recorder = Recorder("rec-latent", seconds=RECORD_S)
     client = recorder.client
-    client.connect(f"{latent}:output", recorder.port)
-    output = JackOutput(RingBuffer(10 * RATE), RATE, connect_to=f"{latent}:input", client_name="cypher-latent")
+    client.connect(f"{latent.name}:output", recorder.port)
+    output = JackOutput(RingBuffer(10 * RATE), RATE, connect_to=f"{latent.name}:input", client_name="cypher-latent")
     output.start()
     try:
         assert output.output_latency_frames == 1000  # JACK propagates the delay line's latency to our port
@@ -98,28 +121,39 @@ def test_reported_port_latency_is_played_early(jack_server: None, latent: str) -
     finally:
         output.close()
         recorder.close()
-    # The 1000 reported frames are compensated. Through this third-party delay client the recorder sometimes hears a
-    # click one JACK period early (seen in 1 of many full-suite runs, clicks 2 and 3 only): which of the two clients
-    # JACK runs first in a cycle is not ours to fix, so one period of that ambiguity is allowed here; the direct
-    # test above holds the 48-frame bound.
-    assert all(abs(e) <= TOLERANCE_FRAMES or abs(abs(e) - 256) <= TOLERANCE_FRAMES for e in errors), errors
+    if latent.xruns == 0:
+        assert all(abs(e) <= TOLERANCE_FRAMES for e in errors), errors  # the 1000 reported frames are compensated
+    else:
+        # The delay line missed cycles while clients joined (seen on a loaded machine): its delay is now shorter by
+        # whole periods, the same for every click, and never longer.
+        periods = [round(-e / 256) for e in errors]
+        assert len(set(periods)) == 1 and periods[0] >= 0, (errors, latent.xruns)
+        assert all(abs(e + 256 * k) <= TOLERANCE_FRAMES for e, k in zip(errors, periods)), (errors, latent.xruns)
 
 
 def test_the_callback_allocates_nothing_of_its_own(rig: Rig) -> None:
+    """Traced over a second of callbacks. A window in which JACK lost cycles is measured again (up to
+    CLEAN_ATTEMPTS times): its xrun notifications and the recorder's catch-up allocate in JACK-Client's threads."""
     sink = RingSink(rig.output, compensation_frames=0)
     sink.submit(click_bar(0, time.monotonic() + 0.5))
-    tracemalloc.start(5)
-    try:
-        time.sleep(0.3)  # warm-up, traced: the counters' current int objects are traced from here on
-        before = tracemalloc.take_snapshot()
-        tracemalloc.reset_peak()
-        base, _ = tracemalloc.get_traced_memory()
-        callbacks = rig.output.callbacks
-        time.sleep(1.0)
-        current, peak = tracemalloc.get_traced_memory()
-        after = tracemalloc.take_snapshot()
-    finally:
-        tracemalloc.stop()
+    for _ in range(CLEAN_ATTEMPTS):
+        lost_before = _lost_cycles(rig)
+        tracemalloc.start(5)
+        try:
+            time.sleep(0.3)  # warm-up, traced: the counters' current int objects are traced from here on
+            before = tracemalloc.take_snapshot()
+            tracemalloc.reset_peak()
+            base, _ = tracemalloc.get_traced_memory()
+            callbacks = rig.output.callbacks
+            time.sleep(1.0)
+            current, peak = tracemalloc.get_traced_memory()
+            after = tracemalloc.take_snapshot()
+        finally:
+            tracemalloc.stop()
+        if _lost_cycles(rig) == lost_before:
+            break
+    else:
+        raise AssertionError(f"JACK lost cycles in all {CLEAN_ATTEMPTS} windows: the machine is too loaded to measure")
     assert rig.output.callbacks - callbacks > 100
     ours = [tracemalloc.Filter(True, "*engine/play/*")]
     kept_before = before.filter_traces(ours).traces
@@ -167,7 +201,7 @@ def test_a_sample_rate_mismatch_is_one_clear_error(jack_server: None) -> None:
                    "click in 1 of several clean-clone runs (skipped cycles); JackOutput is Cypher's JACK path and holds "
                    "the 48-frame bound", strict=False)
 def test_sounddevice_output_on_jack_places_bars_by_its_dac_time(jack_server: None) -> None:
-    recorder = Recorder("rec-pa", seconds=4.0)
+    recorder = Recorder("rec-pa", seconds=RECORD_S)
     output = DeviceOutput(RingBuffer(10 * RATE), RATE, device="JACK")
     output.start()
     try:

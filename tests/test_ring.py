@@ -54,3 +54,23 @@ def test_reading_allocates_nothing():
     current, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert peak < 1024
+
+
+def test_the_playhead_follows_a_clock_that_jumps_both_ways():
+    """A lost cycle skips ahead; a late cycle that played the next block early steps back: later audio stays on its
+    absolute position either way, and both slips are counted."""
+    ring = RingBuffer(4096)
+    ring.write(1024, np.arange(1, 257, dtype=np.float32))  # a "bar" at sample 1024
+    out = np.empty(256, dtype=np.float32)
+    ring.read_into(out)  # 0..256
+    ring.advance_to(512)  # the clock jumped: 256..512 was lost
+    ring.read_into(out)  # 512..768
+    ring.read_into(out)  # a late callback read the next cycle's clock: it played 768..1024 for cycle 512..768's slot
+    ring.rewind_to(768)  # the next callback reads 768 again
+    assert (ring.skipped_samples, ring.rewound_samples) == (256, 256)
+    ring.read_into(out)  # 768..1024: already played, cleared: silence
+    assert np.all(out == 0)
+    ring.read_into(out)  # 1024..1280: the bar, on its sample
+    assert np.array_equal(out, np.arange(1, 257, dtype=np.float32))
+    ring.rewind_to(2000)  # forward is not a rewind
+    assert ring.read_pos == 1280 and ring.rewound_samples == 256

@@ -58,6 +58,7 @@ class OutputStats:
     callbacks: int
     underruns: int  # cycles the device or JACK reported late (xruns, output underflow flags)
     skipped_frames: int  # frames the playhead jumped over because cycles were lost
+    rewound_frames: int  # frames the playhead stepped back over because a late cycle had played them early
     reopened: int
     lost_reason: str | None
 
@@ -204,7 +205,11 @@ class JackOutput:
         self.reopened += 1
 
     def _process(self, frames: int) -> None:
-        """JACK's process callback: copies the ring out. No allocation beyond JACK-Client's port view, no lock."""
+        """JACK's process callback: copies the ring out. No allocation beyond JACK-Client's port view, no lock.
+
+        The playhead follows JACK's frame time both ways: forward over cycles JACK lost, and back when a callback
+        that ran late had read the next cycle's frame time (JACK2 advances it when the next cycle starts), played
+        that cycle's audio a period early and would otherwise leave every later bar a period early."""
         ring = self.ring
         frame = self._client.last_frame_time
         if self._fresh:
@@ -214,6 +219,8 @@ class JackOutput:
             ahead = (frame - ring.read_pos) & FRAME_MASK
             if 0 < ahead < HALF_RANGE:
                 ring.advance_to(ring.read_pos + ahead)
+            elif ahead >= HALF_RANGE:
+                ring.rewind_to(ring.read_pos - ((1 << 32) - ahead))
         ring.read_into(self._port.get_array())
         self.callbacks += 1
 
@@ -257,7 +264,7 @@ class JackOutput:
     def stats(self) -> OutputStats:
         """The counters so far."""
         return OutputStats(self._client is not None and self.lost_reason is None, self.callbacks, self.xruns,
-                           self.ring.skipped_samples, self.reopened, self.lost_reason)
+                           self.ring.skipped_samples, self.ring.rewound_samples, self.reopened, self.lost_reason)
 
     def close(self) -> None:
         """Stop the watchdog and close the client."""
@@ -439,7 +446,7 @@ class DeviceOutput:
     def stats(self) -> OutputStats:
         """The counters so far."""
         return OutputStats(self._stream is not None and self.lost_reason is None, self.callbacks, self.underflows,
-                           self.ring.skipped_samples, self.reopened, self.lost_reason)
+                           self.ring.skipped_samples, self.ring.rewound_samples, self.reopened, self.lost_reason)
 
     def close(self) -> None:
         """Stop the watchdog and the stream."""

@@ -20,23 +20,36 @@ class Recorder:
         self.port = self.client.inports.register("in")
         self.audio = np.zeros(int(seconds * sample_rate), dtype=np.float32)
         self.first: int | None = None
+        self.gaps = 0  # cycles whose start was not where the previous one ended: JACK lost cycles in between
+        self.xruns = 0
+        self._next: int | None = None
         self.client.set_process_callback(self._process)
+        self.client.set_xrun_callback(self._on_xrun)
         self.client.activate()
 
     def _process(self, frames: int) -> None:
         frame = self.client.last_frame_time
         if self.first is None:
             self.first = frame
+        elif frame != self._next:
+            self.gaps += 1
+        self._next = (frame + frames) & FRAME_MASK
         at = (frame - self.first) & FRAME_MASK
         if at + frames <= len(self.audio):
             self.audio[at:at + frames] = self.port.get_array()
 
+    def _on_xrun(self, delay_usecs: float) -> None:
+        self.xruns += 1
+
     def frame_of(self, time_s: float) -> float:
-        """JACK frame of a host time, from this client's own reading of JACK's clock."""
-        t0 = time.monotonic()
-        frame = self.client.frame_time
-        t1 = time.monotonic()
-        return frame + (time_s - 0.5 * (t0 + t1)) * self.sample_rate
+        """JACK frame of a host time, from this client's own reading of JACK's clock (the tightest of 5 reads)."""
+        reads = []
+        for _ in range(5):
+            t0 = time.monotonic()
+            frame = self.client.frame_time
+            t1 = time.monotonic()
+            reads.append((t1 - t0, frame + (time_s - 0.5 * (t0 + t1)) * self.sample_rate))
+        return min(reads)[1]
 
     def clicks(self) -> list[int]:
         """JACK frames of the recorded clicks (samples above 0.5)."""

@@ -24,6 +24,7 @@ class RingBuffer:
         self.late_samples = 0  # samples a writer offered behind the playhead (dropped)
         self.written_until = 0  # absolute position up to which data has been mixed in
         self.skipped_samples = 0  # samples the playhead jumped over (the device skipped cycles)
+        self.rewound_samples = 0  # samples the playhead stepped back over (a late cycle had played them early)
 
     def write(self, start: int, audio: np.ndarray) -> None:
         """Mix `audio` in starting at absolute sample `start`; samples behind the playhead are dropped and
@@ -72,6 +73,16 @@ class RingBuffer:
             self._data[i:i + n] = 0.0
             if n < frames:
                 self._data[: frames - n] = 0.0
+        self.read_pos = position
+
+    def rewind_to(self, position: int) -> None:
+        """Move the playhead back to absolute sample `position`: the samples stepped over were already played (and
+        cleared), so they are counted in `rewound_samples` and come back as silence. No allocation; the audio
+        callback may call it."""
+        frames = self.read_pos - position
+        if frames <= 0:
+            return
+        self.rewound_samples += frames
         self.read_pos = position
 
     def restart_at(self, position: int) -> None:
