@@ -18,7 +18,7 @@ from engine.live import SAMPLE_RATE, VIRTUAL_MIDI_IN, LiveParts, LiveSession
 from engine.play.latency import load_compensation
 from engine.play.output import RingSink, open_output
 from engine.presets import available_styles, load_style
-from engine.voice.speak import Voice, load_voice
+from engine.worker import LineWorker, WorkerConfig
 
 EPILOG = """\
 examples:
@@ -58,48 +58,40 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
-    """Open the ports, run until Ctrl-C (or --seconds), close everything."""
-    from engine.render import load_filler
-
+    """Start the line worker, open the ports, run until Ctrl-C (or --seconds), close everything."""
     style = load_style(args.style)
     state = EngineState.initial(style.name)
     events: queue.Queue = queue.Queue()
     commands: queue.Queue = queue.Queue()
-    backend = open_backend("auto")
-    midi = (MidiEventSource(backend, args.midi_in, events) if args.midi_in
-            else MidiEventSource(backend, VIRTUAL_MIDI_IN, events, virtual=True))
+    with console.status("loading the language model and the voice in the line worker"):
+        writer = LineWorker(WorkerConfig(args.words, SAMPLE_RATE, seed=0, warm_voice=style.voice))
     try:
-        output = open_output(args.audio_out, SAMPLE_RATE)
-        server, replies = open_from_args(args, commands)
-    except BaseException:
-        midi.close()
-        raise
-    filler, words = load_filler(args.words, seed=0)
-    voices: dict[str, Voice] = {}
-
-    def voice_for(name: str) -> Voice:
-        spec = load_style(name).voice
-        key = f"{spec.backend}:{spec.length_scale}:{spec.pitch_semitones}:{spec.accent_db}"
-        if key not in voices:
-            voices[key] = load_voice(spec.backend, SAMPLE_RATE, spec.length_scale, spec.pitch_semitones,
-                                     spec.accent_db)
-        return voices[key]
-
-    voice_for(style.name)
-    router = ControlRouter(style, args.controls or default_user_map_path(), known_styles=state.styles)
-    sink = RingSink(output, load_compensation().frames_at(SAMPLE_RATE))
-    session = LiveSession(LiveParts(midi, server, replies, sink, voice_for, filler, router), state, events, commands)
-    console.print(f"Cypher live: clock from '{midi.name}', answer to {args.audio_out or 'the default output'}, "
-                  f"OSC on {args.osc_host}:{args.osc_port}, words by {words}. Ctrl-C stops.")
-    stop = threading.Event()
-    if args.seconds:
-        threading.Timer(args.seconds, stop.set).start()
-    try:
-        session.run(stop)
-    except KeyboardInterrupt:
-        stop.set()
+        backend = open_backend("auto")
+        midi = (MidiEventSource(backend, args.midi_in, events) if args.midi_in
+                else MidiEventSource(backend, VIRTUAL_MIDI_IN, events, virtual=True))
+        try:
+            output = open_output(args.audio_out, SAMPLE_RATE)
+            server, replies = open_from_args(args, commands)
+        except BaseException:
+            midi.close()
+            raise
+        router = ControlRouter(style, args.controls or default_user_map_path(), known_styles=state.styles)
+        sink = RingSink(output, load_compensation().frames_at(SAMPLE_RATE))
+        session = LiveSession(LiveParts(midi, server, replies, sink, writer, router), state, events, commands)
+        console.print(f"Cypher live: clock from '{midi.name}', answer to {args.audio_out or 'the default output'}, "
+                      f"OSC on {args.osc_host}:{args.osc_port}, words by {writer.words_backend} (worker process "
+                      f"{writer.pid}). Ctrl-C stops.")
+        stop = threading.Event()
+        if args.seconds:
+            threading.Timer(args.seconds, stop.set).start()
+        try:
+            session.run(stop)
+        except KeyboardInterrupt:
+            stop.set()
+        finally:
+            output.close()
+            replies.close()
     finally:
-        output.close()
-        replies.close()
+        writer.close()
     console.print(f"started {session.turns_started} turns; {sink.dropped_bars} bars dropped")
     return 0

@@ -10,14 +10,13 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from bridge.clock import ClockFollower
 from bridge.control import ControlRouter, ParamChange, StyleChange
-from bridge.midi import MidiEventSource, open_backend
+from bridge.midi import MidiEventSource
 from bridge.osc import OscServer, Replies
 from engine.control import ClockStatus, ControlLoop, EngineState
 from engine.errors import CypherError
@@ -25,9 +24,8 @@ from engine.listen.vocal import HeardWord
 from engine.presets import load_style
 from engine.timebase import bar_samples
 from engine.timeline import Timeline
-from engine.turn import AnswerTurn, Sink
-from engine.voice.speak import Voice
-from engine.write.plan import FilledLine, Filler
+from engine.turn import AnswerTurn, LineWriting, Sink
+from engine.write.plan import FilledLine
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +81,7 @@ class LiveParts:
     server: OscServer
     replies: Replies
     sink: Sink
-    voice_for: Callable[[str], Voice]
-    filler: Filler
+    writer: LineWriting  # engine.worker.LineWorker in a set: the models run in their own process
     router: ControlRouter | None = None
 
 
@@ -146,9 +143,8 @@ class LiveSession:
             style, bars, bar, self.follower,
             vocal_bus=SilentBus(self.follower, style.tempo_bpm, self.sample_rate),
             beat_bus=SilentBus(self.follower, style.tempo_bpm, self.sample_rate),
-            transcriber=self.ears, filler=self.parts.filler, voice=self.parts.voice_for(style.name),
-            sink=self.parts.sink, sample_rate=self.sample_rate, seed=self.turns_started,
-            on_line=self._publish_line,
+            transcriber=self.ears, writer=self.parts.writer, sink=self.parts.sink, sample_rate=self.sample_rate,
+            seed=self.turns_started, on_line=self._publish_line, turn_id=self.turns_started,
         )
         self.turns_started += 1
         log.info("turn %d: the opponent raps bars %d-%d in %s", self.turns_started, bar + 1, bar + bars,
@@ -158,14 +154,8 @@ class LiveSession:
         if self.turn is not None:
             self.control.publish_verse_line(self.turn.answer_bar + index + 1, index + 1, line.text)
 
-    def warm_up(self) -> None:
-        """Speak once before the set starts: a voice's first synthesis costs far more than the next ones, and
-        the first answer bar must not pay for it."""
-        self.parts.voice_for(self.state.style).speak("check one two")
-
     def run(self, stop: threading.Event) -> None:
         """Serve OSC and follow the clock until `stop` is set; then close the turn, ports and server."""
-        self.warm_up()
         self.parts.server.start()
         poller = threading.Thread(target=self.control.run, args=(stop,), name="cypher-osc", daemon=True)
         poller.start()

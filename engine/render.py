@@ -30,10 +30,10 @@ from engine.synth import synth_beat
 from engine.timebase import TICKS_PER_BAR, TICKS_PER_MIDI_CLOCK, bar_samples, ticks_to_seconds
 from engine.timeline import Timeline
 from engine.turn import AnswerTurn, BarRender, Ears
+from engine.line import LineWriter, VoiceCache, load_filler
 from engine.voice.speak import Voice, load_voice
 from engine.write.fill_lexicon import LexiconFiller
 from engine.write.grid import flow_grid
-from engine.write.plan import Filler
 from engine.write.planner import assign_slots, syllables_per_word
 from engine.write.phonetics import tokenize
 
@@ -116,21 +116,6 @@ def speak_on_grid(
     return out
 
 
-def load_filler(words: str, seed: int, gguf_path: Path | None = None) -> tuple[Filler, str]:
-    """The words backend: the language model when installed (or asked for), else the lexicon with a warning."""
-    if words == "lexicon":
-        return LexiconFiller(), "lexicon"
-    try:
-        from engine.write.fill_lm import LMFiller
-
-        return LMFiller(seed=seed, gguf_path=gguf_path), "smollm2-135m"
-    except BackendMissingError as exc:
-        if words == "lm":
-            raise
-        log.warning("language model unavailable (%s); writing with the lexicon filler", exc)
-        return LexiconFiller(), "lexicon"
-
-
 def load_ears(opponent_lines: list[str], model_dir: Path | None = None) -> tuple[Ears, str]:
     """Speech recognition when installed; else, with a warning, the opponent's lines as typed text."""
     try:
@@ -187,8 +172,8 @@ def run_exchange(cfg: DemoConfig, progress: Progress) -> Exchange:
     progress("loading models", 0, 4)
     filler, words_backend = load_filler(cfg.words, cfg.seed)
     progress("loading models", 1, 4)
-    voice = load_voice(style.voice.backend, sample_rate=sr, length_scale=style.voice.length_scale,
-                       pitch_semitones=style.voice.pitch_semitones, accent_db=style.voice.accent_db)
+    voices = VoiceCache(sr)
+    voice = voices(style.voice)
     opponent_voice = load_voice("piper", sample_rate=sr, **OPPONENT_VOICE)
     progress("loading models", 2, 4)
     lines = opponent_text(style, cfg.bars)
@@ -207,8 +192,8 @@ def run_exchange(cfg: DemoConfig, progress: Progress) -> Exchange:
     turn = AnswerTurn(
         style, cfg.bars, INTRO_BARS, follower,
         vocal_bus=ArrayBus(vocal + VOCAL_BLEED * beat, bar_len), beat_bus=ArrayBus(beat, bar_len),
-        transcriber=transcriber, filler=filler, voice=voice, sink=sink, sample_rate=sr, seed=cfg.seed,
-        fallback=LexiconFiller() if words_backend != "lexicon" else None,
+        transcriber=transcriber, sink=sink, sample_rate=sr, seed=cfg.seed,
+        writer=LineWriter(filler, voices, fallback=LexiconFiller() if words_backend != "lexicon" else None),
     )
     tempo_seen: list[float] = []
 

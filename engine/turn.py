@@ -1,8 +1,9 @@
 """Turn logic: the opponent raps for N bars, Cypher answers for N bars starting on the next bar line.
 
-On every bar line of the opponent's turn, the bar just heard goes to a worker that transcribes it, plans and
-writes the matching answer line, speaks it on the grid, runs the style's effects and submits it to the sink,
-stamped with the host time its bar line is predicted for. Writing runs while the opponent is still rapping.
+On every bar line of the opponent's turn, the bar just heard goes to a worker thread that transcribes it and
+hands the matching answer line to a `LineWriting` (`engine.line`: plan, fill, speak on the grid, effects; in a live
+set it runs in its own process), then submits the audio to the sink, stamped with the host time its bar line is
+predicted for. Writing runs while the opponent is still rapping.
 """
 
 from __future__ import annotations
@@ -19,19 +20,15 @@ import numpy as np
 
 from bridge.clock import ClockFollower
 from engine.errors import CypherError
+from engine.line import LineAudio, LineJob
 from engine.listen.beat import BeatTracker
 from engine.listen.vocal import HeardWord
 from engine.presets import Style
-from engine.timebase import TICKS_PER_BAR, ticks_to_seconds
-from engine.voice.fx import apply_chain, build_chain
-from engine.voice.speak import Voice
-from engine.write.plan import FillContext, FilledLine, Filler
-from engine.write.planner import assign_slots, plan_line, syllables_per_word
-from engine.write.phonetics import tokenize
+from engine.timebase import TICKS_PER_BAR
+from engine.write.plan import FilledLine
 
 log = logging.getLogger(__name__)
 
-SLOW_FILLER_BUDGET_S = 4.0  # below this much time to a line's bar line, the fast fallback filler writes it
 PRE_ROLL_S = 0.3  # heard before each bar line, so the first word of a line is not cut
 
 
@@ -64,6 +61,14 @@ class BarRender:
     planned_onsets_s: tuple[float, ...]
     vowel_onsets_s: tuple[float, ...]
     ready_time_s: float
+
+
+class LineWriting(Protocol):
+    """What makes an answer line's audio: `engine.line.LineWriter` in a thread, or `engine.worker.LineWorker`."""
+
+    def write(self, job: LineJob) -> LineAudio:
+        """The line for `job`; CypherError when it cannot be made."""
+        ...
 
 
 class Sink(Protocol):
@@ -103,13 +108,12 @@ class AnswerTurn:
         vocal_bus: BusInput,
         beat_bus: BusInput,
         transcriber: Ears,
-        filler: Filler,
-        voice: Voice,
+        writer: LineWriting,
         sink: Sink,
         sample_rate: int,
         seed: int = 0,
         on_line: Callable[[int, FilledLine], None] | None = None,
-        fallback: Filler | None = None,
+        turn_id: int = 0,
     ) -> None:
         self.style = style
         self.bars = bars
@@ -119,14 +123,13 @@ class AnswerTurn:
         self.vocal_bus = vocal_bus
         self.beat_bus = beat_bus
         self.transcriber = transcriber
-        self.filler = filler
-        self.voice = voice
+        self.writer = writer
         self.sink = sink
         self.sample_rate = sample_rate
+        self.seed = seed
         self.on_line = on_line
-        self.fallback = fallback
+        self.turn_id = turn_id
         self.beat_tracker = BeatTracker(sample_rate, reference_bpm=style.tempo_bpm)
-        self.context = FillContext(opponent_lines=(), seed=seed)
         self.heard_lines: list[str] = []
         self.report = TurnReport()
         self.done = threading.Event()
@@ -164,21 +167,6 @@ class AnswerTurn:
                 self.report.errors.append(f"bar {index + 1}: {exc}")
         self.done.set()
 
-    def _filler_in_time(self, bar: int) -> Filler:
-        """The filler, or the fast lexicon filler when the bar line is too close for the slow one: a plain line on
-        the beat beats a good line that misses its bar."""
-        if self.fallback is None:
-            return self.filler
-        try:
-            left_s = self.follower.predict_time_s(bar * TICKS_PER_BAR) - time.monotonic()
-        except CypherError:
-            return self.filler
-        if left_s < SLOW_FILLER_BUDGET_S:
-            log.warning("bar %d is %.1f s away: writing it with the %s filler", bar + 1, left_s, self.fallback.name)
-            self.report.fallback_lines += 1
-            return self.fallback
-        return self.filler
-
     def _heard_audio(self, bar: int) -> np.ndarray | None:
         """A heard bar with the end of the bar before it: a line's first consonant starts before its bar line."""
         audio = self.vocal_bus.bar_audio(bar)
@@ -187,54 +175,46 @@ class AnswerTurn:
             return audio
         return np.concatenate([before[-int(PRE_ROLL_S * self.sample_rate):], audio])
 
+    def _bar_time_s(self, bar: int) -> float:
+        """The host time predicted for bar `bar`'s line; NaN while the clock cannot say."""
+        try:
+            return self.follower.predict_time_s(bar * TICKS_PER_BAR)
+        except CypherError:
+            return float("nan")
+
     def _answer_line(self, index: int) -> None:
         t0 = time.monotonic()
         audio = self._heard_audio(self.first_bar + index)
         words = self.transcriber.transcribe(audio, self.sample_rate) if audio is not None else []
         self.report.heard.append(words)
         self.heard_lines.append(" ".join(w.text for w in words))
-        self.context.opponent_lines = tuple(self.heard_lines)
         t1 = time.monotonic()
         self.report.add_stage("listen_s", t1 - t0)
 
-        plan = plan_line(self.style, index, self.heard_lines, self.context.previous)
-        filled = self._filler_in_time(self.answer_bar + index).fill_line(plan, self.context)
-        words_out = tuple(w for w in filled.words if tokenize(w))
-        counts = syllables_per_word(words_out)
-        slots = assign_slots(plan.grid, sum(counts))
-        line = FilledLine(plan, words_out, counts, slots)
-        self.context.previous.append(line)
-        self.report.lines.append(line)
-        t2 = time.monotonic()
-        self.report.add_stage("write_s", t2 - t1)
-
         bar = self.answer_bar + index
-        bar_tick = bar * TICKS_PER_BAR
         tempo = self.follower.tempo_bpm or self.style.tempo_bpm
-        onsets = tuple(ticks_to_seconds(plan.grid.slot_ticks(s), tempo) for s in slots)
-        stresses = [int(s.stressed) for s in slots]
-        fitted = self.voice.speak_fitted(words_out, counts, onsets, stresses)
-        t3 = time.monotonic()
-        self.report.add_stage("voice_s", t3 - t2)
-
-        chain = build_chain(self.style.fx, tempo, self.voice.sample_rate)
-        wet = apply_chain(chain, fitted.audio, self.voice.sample_rate)
-        t4 = time.monotonic()
-        self.report.add_stage("fx_s", t4 - t3)
-        self.report.add_stage("total_s", t4 - t0)
+        job = LineJob(self.turn_id, index, self.style, tuple(self.heard_lines), tempo, self._bar_time_s(bar),
+                      self.seed)
+        made = self.writer.write(job)
+        for name, seconds in made.stage_s.items():
+            self.report.add_stage(name, seconds)
+        self.report.add_stage("total_s", time.monotonic() - t0)
+        if made.fell_back:
+            self.report.fallback_lines += 1
+        self.report.lines.append(made.line)
 
         render = BarRender(
             bar=bar,
-            start_time_s=self.follower.predict_time_s(bar_tick),
-            audio=wet.astype(np.float32),
-            lead_samples=fitted.lead_samples,
-            line=line,
-            planned_onsets_s=onsets,
-            vowel_onsets_s=tuple(fitted.vowel_onsets_s),
+            start_time_s=self.follower.predict_time_s(bar * TICKS_PER_BAR),
+            audio=made.audio,
+            lead_samples=made.lead_samples,
+            line=made.line,
+            planned_onsets_s=made.planned_onsets_s,
+            vowel_onsets_s=made.vowel_onsets_s,
             ready_time_s=time.monotonic(),
         )
         self.sink.submit(render)
         self.report.renders.append(render)
         if self.on_line is not None:
-            self.on_line(index, line)
-        log.info("bar %d ready %.2f s after its bar was heard: %s", index + 1, t4 - t0, line.text)
+            self.on_line(index, made.line)
+        log.info("bar %d ready %.2f s after its bar was heard: %s", index + 1, time.monotonic() - t0, made.line.text)

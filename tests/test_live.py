@@ -19,8 +19,8 @@ from engine.live import LiveParts, LiveSession
 from engine.play.output import JackOutput, RingSink
 from engine.play.record import Recorder
 from engine.play.ring import RingBuffer
-from engine.voice.speak import load_voice
-from engine.write.fill_lexicon import LexiconFiller
+from engine.presets import load_style
+from engine.worker import LineWorker, WorkerConfig
 
 pytestmark = [pytest.mark.jack, pytest.mark.models]
 
@@ -46,10 +46,11 @@ def test_live_session_answers_typed_lines_on_the_bar_lines_after_the_opponent(ja
     output.start()
     replies = Replies("127.0.0.1", panel.server_address[1])
     server = OscServer(commands, replies, port=0)
-    voice = load_voice("piper", RATE)
+    # the models' process, warmed up on the style's voice, as `cypher live` starts it
+    writer = LineWorker(WorkerConfig("lexicon", RATE, warm_voice=load_style("boom_bap").voice))
     sink = RingSink(output, 0)
-    session = LiveSession(LiveParts(midi, server, replies, sink, lambda name: voice, LexiconFiller()),
-                          EngineState.initial("boom_bap"), events, commands)
+    session = LiveSession(LiveParts(midi, server, replies, sink, writer), EngineState.initial("boom_bap"), events,
+                          commands)
     stop = threading.Event()
     runner = threading.Thread(target=session.run, args=(stop,))
     runner.start()
@@ -70,6 +71,7 @@ def test_live_session_answers_typed_lines_on_the_bar_lines_after_the_opponent(ja
         stop.set()
         runner.join(10.0)
         output.close()
+        writer.close()
         panel.shutdown()
 
     assert not runner.is_alive()

@@ -56,23 +56,16 @@ def test_missing_speech_recognition_falls_back_to_typed_text(tmp_path, caplog):
 
 
 def test_a_bar_too_close_for_the_slow_filler_is_written_by_the_fast_one():
-    from bridge.clock import ClockFollower
-    from engine.events import ClockTick, TransportStart
+    from engine.line import LineJob, LineWriter
     from engine.presets import load_style
-    from engine.turn import AnswerTurn
 
-    follower = ClockFollower()
-    now = time.monotonic()
-    period = 60.0 / (90.0 * 24)
-    follower.feed(TransportStart(now - 100 * period - 0.01))
-    for n in range(97):  # clocks up to now: bar 1 (zero-based) has just begun
-        follower.feed(ClockTick(now - (96 - n) * period))
+    style = load_style("boom_bap")
     slow, fast = LexiconFiller(), LexiconFiller()
-    turn = AnswerTurn(load_style("boom_bap"), 2, 0, follower, None, None, None, slow, None, None, 48000,
-                      fallback=fast)
-    try:
-        assert turn._filler_in_time(2) is fast  # bar 3 starts one bar (2.7 s) from now: too close
-        assert turn._filler_in_time(4) is slow  # three bars away: time enough
-        assert turn.report.fallback_lines == 1
-    finally:
-        turn.close(timeout_s=1.0)
+    writer = LineWriter(slow, lambda spec: None, fallback=fast)  # type: ignore[arg-type,return-value]
+
+    def job(bar_in_s: float) -> LineJob:
+        return LineJob(0, 0, style, ("you came with a borrowed rhyme",), 90.0, time.monotonic() + bar_in_s)
+
+    assert writer._filler_in_time(job(2.7)) is fast  # one bar at 90 BPM away: too close
+    assert writer._filler_in_time(job(8.0)) is slow  # three bars away: time enough
+    assert writer._filler_in_time(job(float("nan"))) is slow  # the clock cannot say yet: no reason to hurry
