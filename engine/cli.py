@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -73,9 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _registrars() -> list[Callable[[argparse._SubParsersAction], None]]:
     """The other subcommands: each module's `register(sub)` adds its parser with `set_defaults(run=...)`,
     where `run(args, console) -> int`."""
-    from engine import cli_bridge, cli_calibrate, cli_live, cli_panel
+    from engine import cli_bridge, cli_calibrate, cli_live, cli_panel, cli_presets
 
-    return [cli_live.register, cli_bridge.register, cli_panel.register, cli_calibrate.register]
+    return [cli_live.register, cli_bridge.register, cli_panel.register, cli_calibrate.register, cli_presets.register]
 
 
 def _demo(args: argparse.Namespace, console: Console) -> int:
@@ -136,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.run(args, console))
     except CypherError as exc:
-        console.print(f"[bold red]cypher {args.command}:[/] {exc}", highlight=False)
+        console.print(f"[bold red]cypher {args.command}:[/] {escape(str(exc))}", highlight=False)
         return 1
     except KeyboardInterrupt:
         console.print("stopped")

@@ -19,13 +19,17 @@ FX_TYPES = frozenset(
     {"highpass", "lowpass", "peak", "compressor", "distortion", "chorus", "delay", "reverb", "gain", "pitch"}
 )
 CONTROL_KINDS = frozenset({"cc", "note", "program"})
+GRID_STEPS = (8, 12, 16, 24, 32)  # steps per 4/4 bar that put every beat on a step: 8ths .. 32nds, and triplets
 CONTROL_TARGETS = frozenset({"energy", "aggression", "density", "wet", "style"})
 RHYME_SCHEMES = frozenset({"AABB", "ABAB", "AAAA", "ABBA"})
 
 
 @dataclass(frozen=True)
 class FlowSpec:
-    """Per bar, which sixteenth slots carry a syllable: `x` syllable, `X` stressed, `R` end rhyme, `.` rest."""
+    """Per bar, which grid slots carry a syllable: `x` syllable, `X` stressed, `R` end rhyme, `.` rest.
+
+    `slots_per_bar` is one of GRID_STEPS: 16 for sixteenths, 12 for eighth-note triplets, 32 for double time.
+    """
 
     patterns: tuple[str, ...]
     slots_per_bar: int
@@ -33,7 +37,8 @@ class FlowSpec:
 
 @dataclass(frozen=True)
 class BeatSpec:
-    """The drum pattern the offline render synthesises for this style (one bar of sixteenths each)."""
+    """The drum pattern the offline render synthesises for this style: one bar per instrument, each string as
+    long as its own grid (one of GRID_STEPS: 16 for sixteenths, 24 for sixteenth triplets, ...)."""
 
     kick: str
     snare: str
@@ -84,6 +89,12 @@ class Style:
     fx: tuple[FxSpec, ...]
     controls: tuple[ControlSpec, ...]
     source: Path
+    description: str = ""
+
+    @property
+    def syllables_per_bar(self) -> float:
+        """Mean planned syllables per bar over the flow's patterns (the style's density)."""
+        return sum(len(p) - p.count(".") for p in self.flow.patterns) / len(self.flow.patterns)
 
 
 def _get(table: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
@@ -110,6 +121,56 @@ def _pattern(text: str, length: int, symbols: frozenset[str], key: str, where: s
     return text
 
 
+def _steps_text(steps: tuple[int, ...]) -> str:
+    return ", ".join(str(n) for n in steps[:-1]) + f" or {steps[-1]}"
+
+
+def _grid_steps(table: dict[str, Any], key: str, where: str) -> int:
+    """A whole number of grid steps per bar, one of GRID_STEPS."""
+    value = _get(table, key, int, where)
+    if value not in GRID_STEPS:
+        raise PresetError(f"{where}: key '{key}' = {value} is not allowed; use {_steps_text(GRID_STEPS)} (steps per "
+                          "4/4 bar: 16 sixteenths, 12 eighth triplets, 24 sixteenth triplets, 32 double time)")
+    return value
+
+
+def _drum(table: dict[str, Any], key: str, where: str) -> str:
+    """One instrument's bar: `x` hit, `.` rest, as many characters as its grid has steps (one of GRID_STEPS)."""
+    text = _get(table, key, str, where)
+    if len(text) not in GRID_STEPS or not set(text) <= frozenset("x."):
+        raise PresetError(f"{where}: '{key}' must be {_steps_text(GRID_STEPS)} characters of '.x' (one bar; "
+                          f"24 for triplet hats), got {text!r} ({len(text)} characters)")
+    return text
+
+
+def _controls(items: Any, where: str) -> tuple[ControlSpec, ...]:
+    """The `[[controls]]` tables: each MIDI source (kind and number) mapped once; style switches name a style."""
+    if not isinstance(items, list):
+        raise PresetError(f"{where}: 'controls' must be an array of tables ([[controls]])")
+    controls: list[ControlSpec] = []
+    seen: dict[tuple[str, int], int] = {}
+    for i, item in enumerate(items):
+        c_where = f"{where} [[controls]] #{i + 1}"
+        if not isinstance(item, dict):
+            raise PresetError(f"{c_where}: each control must be a table")
+        kind = _get(item, "kind", str, c_where)
+        if kind not in CONTROL_KINDS:
+            raise PresetError(f"{c_where}: 'kind' must be one of {sorted(CONTROL_KINDS)}, got {kind!r}")
+        number = int(_ranged(item, "number", 0, 127, c_where))
+        target = _get(item, "target", str, c_where)
+        if target not in CONTROL_TARGETS:
+            raise PresetError(f"{c_where}: 'target' must be one of {sorted(CONTROL_TARGETS)}, got {target!r}")
+        value = item.get("value", "")
+        if target == "style" and not (isinstance(value, str) and value):
+            raise PresetError(f"{c_where}: a style switch needs key 'value' = the style's name, got {value!r}")
+        if (kind, number) in seen:
+            raise PresetError(f"{c_where}: key 'number' = {number}: {kind} {number} is already mapped by "
+                              f"[[controls]] #{seen[kind, number]}; map each {kind} number once")
+        seen[kind, number] = i + 1
+        controls.append(ControlSpec(kind, number, target, str(value)))
+    return tuple(controls)
+
+
 def parse_style(data: dict[str, Any], source: Path) -> Style:
     """Validate a preset's parsed TOML; raise PresetError naming file and key on any fault."""
     where = str(source)
@@ -121,8 +182,12 @@ def parse_style(data: dict[str, Any], source: Path) -> Style:
     if not all(isinstance(v, (int, float)) for v in (low, high)) or not 20 <= low <= tempo <= high <= 999:
         raise PresetError(f"{where}: 'tempo_range_bpm' must be [low, high] around tempo_bpm within 20..999")
 
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        raise PresetError(f"{where}: key 'description' must be str (one line on what the style sounds like), "
+                          f"got {description!r}")
     flow_t = _get(data, "flow", dict, where)
-    slots = int(_ranged(flow_t, "slots_per_bar", 8, 24, f"{where} [flow]"))
+    slots = _grid_steps(flow_t, "slots_per_bar", f"{where} [flow]")
     raw_patterns = _get(flow_t, "patterns", list, f"{where} [flow]")
     if not raw_patterns:
         raise PresetError(f"{where} [flow]: 'patterns' needs at least one bar")
@@ -135,11 +200,10 @@ def parse_style(data: dict[str, Any], source: Path) -> Style:
         raise PresetError(f"{where}: 'rhyme_scheme' must be one of {sorted(RHYME_SCHEMES)}, got {scheme!r}")
 
     beat_t = _get(data, "beat", dict, where)
-    drum = frozenset("x.")
     beat = BeatSpec(
-        kick=_pattern(_get(beat_t, "kick", str, f"{where} [beat]"), 16, drum, "kick", f"{where} [beat]"),
-        snare=_pattern(_get(beat_t, "snare", str, f"{where} [beat]"), 16, drum, "snare", f"{where} [beat]"),
-        hat=_pattern(_get(beat_t, "hat", str, f"{where} [beat]"), 16, drum, "hat", f"{where} [beat]"),
+        kick=_drum(beat_t, "kick", f"{where} [beat]"),
+        snare=_drum(beat_t, "snare", f"{where} [beat]"),
+        hat=_drum(beat_t, "hat", f"{where} [beat]"),
         swing=_ranged(beat_t, "swing", 0.0, 0.5, f"{where} [beat]"),
     )
 
@@ -154,8 +218,11 @@ def parse_style(data: dict[str, Any], source: Path) -> Style:
         accent_db=_ranged(voice_t, "accent_db", 0, 12, f"{where} [voice]"),
     )
 
+    fx_items = data.get("fx", [])
+    if not isinstance(fx_items, list):
+        raise PresetError(f"{where}: 'fx' must be an array of tables ([[fx]])")
     fx = []
-    for i, item in enumerate(data.get("fx", [])):
+    for i, item in enumerate(fx_items):
         fx_where = f"{where} [[fx]] #{i + 1}"
         if not isinstance(item, dict):
             raise PresetError(f"{fx_where}: each effect must be a table")
@@ -164,19 +231,7 @@ def parse_style(data: dict[str, Any], source: Path) -> Style:
             raise PresetError(f"{fx_where}: 'type' must be one of {sorted(FX_TYPES)}, got {kind!r}")
         fx.append(FxSpec(kind, {k: v for k, v in item.items() if k != "type"}))
 
-    controls = []
-    for i, item in enumerate(data.get("controls", [])):
-        c_where = f"{where} [[controls]] #{i + 1}"
-        if not isinstance(item, dict):
-            raise PresetError(f"{c_where}: each control must be a table")
-        kind = _get(item, "kind", str, c_where)
-        if kind not in CONTROL_KINDS:
-            raise PresetError(f"{c_where}: 'kind' must be one of {sorted(CONTROL_KINDS)}, got {kind!r}")
-        number = int(_ranged(item, "number", 0, 127, c_where))
-        target = _get(item, "target", str, c_where)
-        if target not in CONTROL_TARGETS:
-            raise PresetError(f"{c_where}: 'target' must be one of {sorted(CONTROL_TARGETS)}, got {target!r}")
-        controls.append(ControlSpec(kind, number, target, str(item.get("value", ""))))
+    controls = _controls(data.get("controls", []), where)
 
     return Style(
         name=name,
@@ -188,8 +243,9 @@ def parse_style(data: dict[str, Any], source: Path) -> Style:
         beat=beat,
         voice=voice,
         fx=tuple(fx),
-        controls=tuple(controls),
+        controls=controls,
         source=source,
+        description=description,
     )
 
 
@@ -200,7 +256,11 @@ def load_style_file(path: Path) -> Style:
             data = tomllib.load(handle)
     except FileNotFoundError:
         raise PresetError(f"{path}: no such preset file") from None
-    except tomllib.TOMLDecodeError as exc:
+    except IsADirectoryError:
+        raise PresetError(f"{path}: is a folder; name a preset file (.toml) in it") from None
+    except OSError as exc:
+        raise PresetError(f"{path}: cannot read the preset ({exc.strerror}); check the file's permissions") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise PresetError(f"{path}: not valid TOML ({exc})") from None
     return parse_style(data, path)
 

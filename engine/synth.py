@@ -1,8 +1,9 @@
 """A drum loop synthesised in code for the offline demo: kick, snare and closed hats, no samples.
 
-Pure numpy and seedable. Hit positions come from the style's 16-step `BeatSpec` strings through the integer
-timebase, so every hit starts on an exact sample and the loop is exactly `bars` bars long; `drum_hits` and
-`beat_times_s` give the ground truth the synthesiser used, for tests and benchmarks.
+Pure numpy and seedable. Hit positions come from the style's `BeatSpec` strings (one bar each, on its own grid:
+16 steps for sixteenths, 24 for sixteenth triplets, ...) through the integer timebase, so every hit starts on an
+exact sample and the loop is exactly `bars` bars long; `drum_hits` and `beat_times_s` give the ground truth the
+synthesiser used, for tests and benchmarks.
 """
 
 from __future__ import annotations
@@ -13,9 +14,8 @@ import numpy as np
 
 from engine.errors import RenderError
 from engine.presets import BeatSpec
-from engine.timebase import BEATS_PER_BAR, PPQN, TICKS_PER_BAR, TICKS_PER_SIXTEENTH, ticks_to_samples
+from engine.timebase import BEATS_PER_BAR, PPQN, TICKS_PER_BAR, ticks_to_samples
 
-STEPS_PER_BAR = 16
 PEAK_DBFS = -6.0
 VELOCITY_SPREAD = 0.12
 INSTRUMENTS = ("kick", "snare", "hat")
@@ -32,10 +32,15 @@ class DrumHit:
     velocity: float
 
 
-def step_ticks(step: int, swing: float) -> int:
-    """Ticks from the start of the bar to a sixteenth step; off-beat sixteenths are late by `swing` of a step."""
-    delay_ticks = round(swing * TICKS_PER_SIXTEENTH) if step % 2 == 1 else 0
-    return step * TICKS_PER_SIXTEENTH + delay_ticks
+def step_ticks(step: int, swing: float, steps_per_bar: int = 16) -> int:
+    """Ticks from the start of the bar to a step of a bar cut into `steps_per_bar` steps.
+
+    On a straight grid (8, 16, 32 steps) the odd steps are late by `swing` of a step; triplet grids (12, 24
+    steps) already swing and stay straight.
+    """
+    step_len_ticks = TICKS_PER_BAR // steps_per_bar
+    swung = step % 2 == 1 and steps_per_bar % 3 != 0
+    return step * step_len_ticks + (round(swing * step_len_ticks) if swung else 0)
 
 
 def loop_samples(tempo_bpm: float, bars: int, sample_rate: int) -> int:
@@ -52,11 +57,13 @@ def drum_hits(beat: BeatSpec, tempo_bpm: float, bars: int, sample_rate: int, see
     hits = []
     for bar in range(bars):
         for instrument in INSTRUMENTS:
-            for step, symbol in enumerate(patterns[instrument]):
+            pattern = patterns[instrument]
+            steps_per_beat = len(pattern) // BEATS_PER_BAR
+            for step, symbol in enumerate(pattern):
                 if symbol != "x":
                     continue
-                ticks = bar * TICKS_PER_BAR + step_ticks(step, beat.swing)
-                accent = 1.0 if step % 4 == 0 else 0.85
+                ticks = bar * TICKS_PER_BAR + step_ticks(step, beat.swing, len(pattern))
+                accent = 1.0 if step % steps_per_beat == 0 else 0.85
                 velocity = float(np.clip(accent * (1.0 + rng.uniform(-VELOCITY_SPREAD, VELOCITY_SPREAD)), 0.0, 1.0))
                 hits.append(DrumHit(instrument, step, ticks_to_samples(ticks, tempo_bpm, sample_rate), velocity))
     hits.sort(key=lambda hit: (hit.position_samples, hit.instrument))

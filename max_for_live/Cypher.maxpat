@@ -145,9 +145,13 @@
               "parameter_shortname": "Style",
               "parameter_type": 2,
               "parameter_enum": [
-                "boom_bap"
+                "boom_bap",
+                "chopper",
+                "drill",
+                "grime",
+                "trap"
               ],
-              "parameter_mmax": 0
+              "parameter_mmax": 4
             }
           },
           "varname": "Style"
