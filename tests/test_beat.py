@@ -105,3 +105,44 @@ def test_bad_input_says_what_to_do() -> None:
         BeatTracker(SAMPLE_RATE).push(np.zeros((2, 512), dtype=np.float32))
     with pytest.raises(CypherError, match="reference_bpm"):
         BeatTracker(SAMPLE_RATE, reference_bpm=5.0)
+
+
+def _errors_ms(found_s: tuple[float, ...], truth_s: list[float]) -> list[float]:
+    """Signed error of each beat after SETTLE_S against the nearest true beat within the tolerance, in ms."""
+    truth = np.asarray(truth_s)
+    out = []
+    for t in found_s:
+        nearest = float(truth[np.argmin(np.abs(truth - t))])
+        if t >= SETTLE_S and abs(t - nearest) <= TOLERANCE_S:
+            out.append(1000.0 * (t - nearest))
+    return out
+
+
+@pytest.mark.parametrize("tempo_bpm", [75.0, 140.0])
+def test_beats_are_moved_onto_the_hits_attack(tempo_bpm: float) -> None:
+    audio = synth_beat(BOOM_BAP, tempo_bpm, 8, SAMPLE_RATE, seed=5)
+    audio = audio + np.random.default_rng(6).normal(0.0, 0.01, len(audio)).astype(np.float32)
+    truth = beat_times_s(tempo_bpm, 8, SAMPLE_RATE)
+    refined = _errors_ms(analyse_beat(audio, SAMPLE_RATE, reference_bpm=tempo_bpm).beats_s, truth)
+    tracker = BeatTracker(SAMPLE_RATE, reference_bpm=tempo_bpm, attack_window_s=0.0)
+    tracker.push(audio)
+    raw = _errors_ms(tracker.beats_s, truth)
+    assert len(refined) >= 10 and max(abs(e) for e in refined) <= 2.5
+    assert np.ptp(raw) > 2.0 * np.ptp(refined)  # aubio's own times sit on its 10.7 ms hop grid
+
+
+def test_retune_follows_a_tempo_change_on_one_stream_time() -> None:
+    first = synth_beat(BOOM_BAP, 90.0, 6, SAMPLE_RATE, seed=1)
+    second = synth_beat(BOOM_BAP, 120.0, 8, SAMPLE_RATE, seed=2)
+    change_s = len(first) / SAMPLE_RATE
+    truth = beat_times_s(90.0, 6, SAMPLE_RATE) + [change_s + t for t in beat_times_s(120.0, 8, SAMPLE_RATE)]
+    tracker = BeatTracker(SAMPLE_RATE, reference_bpm=90.0)
+    tracker.push(first)
+    tracker.retune(120.0)
+    tracker.push(second)
+    assert tracker.tempo_bpm == pytest.approx(120.0, abs=1.0)
+    after = tuple(t for t in tracker.beats_s if t >= change_s + 8.0)
+    assert len(after) >= 12
+    assert len(_errors_ms(after, truth)) == len(after)  # every beat after the change lands on a true beat
+    with pytest.raises(CypherError, match="attack_window_s"):
+        BeatTracker(SAMPLE_RATE, attack_window_s=0.5)
