@@ -46,9 +46,11 @@ from engine.presets import load_style  # noqa: E402
 from engine.timebase import TICKS_PER_BAR, ticks_to_seconds  # noqa: E402
 from engine.play.record import Recorder
 from engine.turn import BarRender  # noqa: E402
+from engine.line import LineJob  # noqa: E402
 from engine.voice.fx import apply_chain, build_chain  # noqa: E402
+from engine.worker import LineWorker, WorkerConfig  # noqa: E402
 from engine.voice.speak import PiperVoice  # noqa: E402
-from engine.write.grid import BarGrid, flow_grid, parse_pattern  # noqa: E402
+from engine.write.grid import BarGrid, parse_pattern  # noqa: E402
 from engine.write.phonetics import tokenize  # noqa: E402
 from engine.write.planner import assign_slots, syllables_per_word  # noqa: E402
 
@@ -217,32 +219,31 @@ def bench_output(minutes: float, voice: PiperVoice, clicks: int) -> dict[str, An
                     - sum(t.size for t in before.filter_traces(ours).traces))
         quiet_calls = output.callbacks - calls
 
+        # The live path: lines written, spoken and shaped in the line worker process, only audio comes back.
         style = load_style("boom_bap")
-        chain = build_chain(style.fx, style.tempo_bpm, RATE)
+        worker = LineWorker(WorkerConfig("lexicon", RATE, warm_voice=style.voice))
         bar_s = ticks_to_seconds(TICKS_PER_BAR, style.tempo_bpm)
         lines = verse_lines()
         start = output.stats()
         end_at = time.monotonic() + 60.0 * minutes
         next_bar = time.monotonic() + bar_s
         bars = 0
-        while time.monotonic() < end_at:
-            text = lines[bars % len(lines)]
-            words = tokenize(text)
-            counts = syllables_per_word(words)
-            grid = flow_grid(style.flow, bars + 1)[bars]
-            try:
-                slots = assign_slots(grid, sum(counts))
-                onsets = [ticks_to_seconds(grid.slot_ticks(s), style.tempo_bpm) for s in slots]
-                fitted = voice.speak_fitted(words, counts, onsets)
-                wet = apply_chain(chain, fitted.audio, RATE)
-            except CypherError:
+        try:
+            while time.monotonic() < end_at:
+                heard = tuple(lines[(bars - bars % 4 + k) % len(lines)] for k in range(bars % 4 + 1))
+                job = LineJob(bars // 4, bars % 4, style, heard, style.tempo_bpm, next_bar + bar_s)
+                try:
+                    made = worker.write(job)
+                except CypherError:
+                    bars += 1
+                    continue
+                sink.submit(BarRender(bars, next_bar, made.audio, made.lead_samples, made.line,
+                                      made.planned_onsets_s, made.vowel_onsets_s, time.monotonic()))
                 bars += 1
-                continue
-            sink.submit(BarRender(bars, next_bar, wet, fitted.lead_samples, None, (), (),  # type: ignore[arg-type]
-                                  time.monotonic()))
-            bars += 1
-            next_bar += bar_s
-            time.sleep(max(0.0, next_bar - bar_s - time.monotonic()))
+                next_bar += bar_s
+                time.sleep(max(0.0, next_bar - bar_s - time.monotonic()))
+        finally:
+            worker.close()
         stop = output.stats()
     finally:
         output.close()
@@ -253,7 +254,7 @@ def bench_output(minutes: float, voice: PiperVoice, clicks: int) -> dict[str, An
         "clicks_recorded": f"{len(got)}/{clicks}",
         "callback_retained_bytes": retained, "callback_quiet_peak_bytes": peak - base,
         "callbacks_in_quiet_window": quiet_calls,
-        "run_minutes": minutes, "bars_rendered_during_run": bars,
+        "run_minutes": minutes, "bars_rendered_during_run": bars, "rendered_in": "line worker process",
         "underruns": stop.underruns - start.underruns,
         "skipped_frames": stop.skipped_frames - start.skipped_frames,
         "late_frames": sink.late_frames, "blocksize": 256,
