@@ -50,6 +50,7 @@ send with --wait 0. docs/osc.md describes every address.
 """
 
 MAX_ERRORS_SHOWN = 5
+ANSWER_SETTLE_S = 0.25  # after a first full status, how long a fresher one may still come
 
 
 class PanelError(CypherError):
@@ -211,9 +212,14 @@ def _send(args: argparse.Namespace, console: Console) -> int:
 
 
 def _answer(listener: Listener, path: str, wait_s: float, console: Console) -> int:
-    """Wait for the engine's error about `path` or its next full status; print it."""
+    """Wait for the engine's error about `path` or its status after applying it; print it.
+
+    A bar line's status can cross the command on its way (sent before the command arrived): the engine publishes
+    again as soon as it applies a command, so the latest full status within ANSWER_SETTLE_S of the first one is
+    the one printed."""
     view = PanelView()
     deadline_s = time.monotonic() + wait_s
+    complete = False
     while (left_s := deadline_s - time.monotonic()) > 0:
         try:
             address, reply = listener.messages.get(timeout=left_s)
@@ -224,8 +230,12 @@ def _answer(listener: Listener, path: str, wait_s: float, console: Console) -> i
             console.print(f"[red]engine refused {path}:[/] {reply[1]}", highlight=False)
             return 1
         if address == "/cypher/status/learn":  # the last message of a status bundle
-            console.print(view.render())
-            return 0
+            if not complete:
+                complete = True
+                deadline_s = min(deadline_s, time.monotonic() + ANSWER_SETTLE_S)
+    if complete:
+        console.print(view.render())
+        return 0
     console.print(f"[yellow]no answer within {wait_s:g} s[/]: is the engine running, listening on this host and "
                   f"port, and answering to port {listener.port}?", highlight=False)
     return 1
