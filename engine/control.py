@@ -174,8 +174,10 @@ class ControlLoop:
     """
 
     def __init__(self, state: EngineState, commands: queue.Queue[Command], replies: Replies,
-                 clock: Callable[[], ClockStatus] = lambda: STOPPED) -> None:
+                 clock: Callable[[], ClockStatus] = lambda: STOPPED,
+                 on_style: Callable[[str], None] | None = None) -> None:
         self.state = state
+        self.on_style = on_style  # told of each style switch as soon as it applies, to land on the next bar line
         self._commands = commands
         self._replies = replies
         self._clock = clock
@@ -248,6 +250,8 @@ class ControlLoop:
                 continue
             applied += 1
             self.applied += 1
+            if command.path == "/cypher/style/set" and self.on_style is not None:
+                self.on_style(self.state.style)
 
     def _publish(self) -> None:
         self._replies.send_bundle(self.state.status_messages(self._clock()))

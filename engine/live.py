@@ -7,9 +7,11 @@ buffer of an audio output) and the ears. Turns follow the panel: once armed, the
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import threading
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,6 +33,7 @@ log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 48000
 VIRTUAL_MIDI_IN = "Cypher clock in"
+RECENT_TURNS = 4
 
 
 class SilentBus:
@@ -95,15 +98,47 @@ class LiveSession:
         self.events = events
         self.follower = ClockFollower()
         self.sample_rate = sample_rate
-        self.control = ControlLoop(state, commands, parts.replies, clock=lambda: ClockStatus.of(self.follower))
+        self.control = ControlLoop(state, commands, parts.replies, clock=lambda: ClockStatus.of(self.follower),
+                                   on_style=self._switch_style)
         self.timeline = Timeline(events, self.follower, self._on_bar,
-                                 parts.router.handle if parts.router is not None else None)
+                                 self._on_control if parts.router is not None else None)
         self.turn: AnswerTurn | None = None
+        self.recent_turns: deque[AnswerTurn] = deque(maxlen=RECENT_TURNS)  # the last exchanges, oldest first
         self.ears = TypedLines(state)
         self.turns_started = 0
+        self.style_switches = 0
         self._last_turn = "idle"
+        self._bar = -1  # the bar now playing (the last bar line announced)
+        self._style_playing = state.style
+
+    def _on_control(self, event: object) -> None:
+        """A controller message (timeline thread): a style switch is heard now, to land on the next bar line."""
+        router = self.parts.router
+        assert router is not None
+        change = router.handle(event)
+        if isinstance(change, StyleChange) and change.name in self.state.styles:
+            self._switch_style(change.name)
+
+    def _switch_style(self, name: str) -> None:
+        """Play `name` from the next bar line on: the turn fades the old style out there and makes the answer bars
+        from there on again in the new one. A preset that does not load leaves the old style playing."""
+        if name == self._style_playing:
+            return
+        try:
+            style = load_style(name)
+        except CypherError as exc:
+            log.error("style %s not switched, %s keeps playing: %s", name, self._style_playing, exc)
+            self.parts.replies.error("/cypher/style/set", f"{name} not switched: {exc}")
+            self.state.style = self._style_playing
+            return
+        self.state.style = self._style_playing = name
+        self.style_switches += 1
+        turn = self.turn
+        if turn is not None:
+            turn.restyle(style, self._bar + 1)
 
     def _on_bar(self, bar: int, time_s: float) -> None:
+        self._bar = bar
         router = self.parts.router
         if router is not None:
             self._apply_controls(router)
@@ -123,8 +158,9 @@ class LiveSession:
             state.learn_target = None
         for change in router.bar_line():
             if isinstance(change, StyleChange) and change.name in state.styles:
-                state.style = change.name
-                router.use_style(load_style(change.name))
+                self._switch_style(change.name)  # already heard when it came; this is a no-op then
+                if self._style_playing == change.name:
+                    router.use_style(load_style(change.name))
             elif isinstance(change, ParamChange) and change.name in state.params:
                 state.params[change.name] = change.value
 
@@ -139,20 +175,22 @@ class LiveSession:
             log.error("cannot start the turn: %s", exc)
             return
         bars = min(state.opponent_bars, state.our_bars)
-        self.turn = AnswerTurn(
+        turn = AnswerTurn(
             style, bars, bar, self.follower,
             vocal_bus=SilentBus(self.follower, style.tempo_bpm, self.sample_rate),
             beat_bus=SilentBus(self.follower, style.tempo_bpm, self.sample_rate),
             transcriber=self.ears, writer=self.parts.writer, sink=self.parts.sink, sample_rate=self.sample_rate,
-            seed=self.turns_started, on_line=self._publish_line, turn_id=self.turns_started,
+            seed=self.turns_started, on_line=functools.partial(self._publish_line, bar + bars),
+            turn_id=self.turns_started,
         )
+        self.turn = turn
+        self.recent_turns.append(turn)
         self.turns_started += 1
         log.info("turn %d: the opponent raps bars %d-%d in %s", self.turns_started, bar + 1, bar + bars,
                  style.display_name)
 
-    def _publish_line(self, index: int, line: FilledLine) -> None:
-        if self.turn is not None:
-            self.control.publish_verse_line(self.turn.answer_bar + index + 1, index + 1, line.text)
+    def _publish_line(self, answer_bar: int, index: int, line: FilledLine) -> None:
+        self.control.publish_verse_line(answer_bar + index + 1, index + 1, line.text)
 
     def run(self, stop: threading.Event) -> None:
         """Serve OSC and follow the clock until `stop` is set; then close the turn, ports and server."""

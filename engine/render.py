@@ -68,19 +68,34 @@ class OfflineSink:
     sample_rate: int
     origin_s: float = 0.0
     renders: list[BarRender] = field(default_factory=list)
+    cuts: list[tuple[int, float, float]] = field(default_factory=list)  # (renders before it, time_s, release_s)
 
     def submit(self, render: BarRender) -> None:
         """Keep a bar render; it is placed when the recording is mixed."""
         self.renders.append(render)
+
+    def cut_from(self, time_s: float, release_s: float) -> None:
+        """Fade what was submitted so far to silence from `time_s` over `release_s` (applied when mixed)."""
+        self.cuts.append((len(self.renders), time_s, release_s))
 
     def bar_start_sample(self, render: BarRender) -> int:
         """Where the engine asked this bar's line to begin, in the recording's samples."""
         return round((render.start_time_s - self.origin_s) * self.sample_rate)
 
     def mix(self) -> np.ndarray:
-        """The recorded stem: every bar placed where the engine predicted its bar line."""
+        """The recorded stem: every bar placed where the engine predicted its bar line, cuts applied in order."""
         out = np.zeros(self.length, dtype=np.float32)
-        for r in self.renders:
+        cuts = iter(self.cuts)
+        cut = next(cuts, None)
+        for k, r in enumerate([*self.renders, None]):
+            while cut is not None and cut[0] == k:
+                start = max(0, round((cut[1] - self.origin_s) * self.sample_rate))
+                ramp = min(round(cut[2] * self.sample_rate), max(0, self.length - start))
+                out[start:start + ramp] *= np.linspace(1.0, 0.0, ramp, endpoint=False, dtype=np.float32)
+                out[start + ramp:] = 0.0
+                cut = next(cuts, None)
+            if r is None:
+                break
             start = self.bar_start_sample(r) - r.lead_samples
             lo, hi = max(0, start), min(self.length, start + len(r.audio))
             if hi > lo:

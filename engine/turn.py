@@ -30,6 +30,7 @@ from engine.write.plan import FilledLine
 log = logging.getLogger(__name__)
 
 PRE_ROLL_S = 0.3  # heard before each bar line, so the first word of a line is not cut
+STYLE_RELEASE_S = 0.08  # after a style switch's bar line, the old style's sound fades out over this long
 
 
 class Ears(Protocol):
@@ -76,6 +77,10 @@ class Sink(Protocol):
 
     def submit(self, render: BarRender) -> None:
         """Place one bar render."""
+        ...
+
+    def cut_from(self, time_s: float, release_s: float) -> None:
+        """Fade everything submitted so far to silence from host time `time_s` over `release_s`, nothing after."""
         ...
 
 
@@ -133,7 +138,10 @@ class AnswerTurn:
         self.heard_lines: list[str] = []
         self.report = TurnReport()
         self.done = threading.Event()
-        self._jobs: "queue.Queue[int | None]" = queue.Queue()
+        self.restyles = 0
+        self._style_from_bar = opponent_start_bar
+        self._lock = threading.Lock()  # the style, the renders and the sink's cuts, between the switch and the worker
+        self._jobs: "queue.Queue[tuple[int, bool] | None]" = queue.Queue()
         self._worker = threading.Thread(target=self._work, name="cypher-writer", daemon=True)
         self._worker.start()
 
@@ -144,11 +152,29 @@ class AnswerTurn:
             self.beat_tracker.push(beat)
         heard = bar - 1 - self.first_bar
         if 0 <= heard < self.bars:
-            self._jobs.put(heard)
+            self._jobs.put((heard, False))
         if bar == self.answer_bar:
             self.report.cue_time_s = time_s
         if bar >= self.answer_bar + self.bars:
             self._jobs.put(None)
+
+    def restyle(self, style: Style, from_bar: int) -> None:
+        """Switch to `style` from bar `from_bar`'s line on: the old style's sound (bars already placed, effect tails)
+        fades out there over STYLE_RELEASE_S, and answer lines for that bar and later that were already made, or
+        are being made, are made again in the new style."""
+        with self._lock:
+            self.style = style
+            self._style_from_bar = from_bar
+            self.restyles += 1
+            redo = sorted({r.bar - self.answer_bar for r in self.report.renders if r.bar >= from_bar})
+            self.report.renders = [r for r in self.report.renders if r.bar < from_bar]
+            self.report.lines = [ln for ln in self.report.lines if self.answer_bar + ln.plan.bar < from_bar]
+            bar_time_s = self._bar_time_s(from_bar)
+            if bar_time_s == bar_time_s:  # not NaN: the clock can place the cut
+                self.sink.cut_from(bar_time_s, STYLE_RELEASE_S)
+        for index in redo:
+            self._jobs.put((index, True))
+        log.info("style %s from bar %d; %d answer bars made again", style.display_name, from_bar + 1, len(redo))
 
     def close(self, timeout_s: float = 30.0) -> None:
         """Stop the worker once it has finished what it has."""
@@ -157,11 +183,12 @@ class AnswerTurn:
 
     def _work(self) -> None:
         while True:
-            index = self._jobs.get()
-            if index is None:
+            job = self._jobs.get()
+            if job is None:
                 break
+            index, again = job
             try:
-                self._answer_line(index)
+                self._answer_line(index, again)
             except CypherError as exc:
                 log.error("bar %d of the answer failed: %s", index + 1, exc)
                 self.report.errors.append(f"bar {index + 1}: {exc}")
@@ -182,18 +209,21 @@ class AnswerTurn:
         except CypherError:
             return float("nan")
 
-    def _answer_line(self, index: int) -> None:
+    def _answer_line(self, index: int, again: bool = False) -> None:
+        """Hear bar `index` of the opponent's turn and make the answer's line; `again`: make it again (a switch)."""
         t0 = time.monotonic()
-        audio = self._heard_audio(self.first_bar + index)
-        words = self.transcriber.transcribe(audio, self.sample_rate) if audio is not None else []
-        self.report.heard.append(words)
-        self.heard_lines.append(" ".join(w.text for w in words))
-        t1 = time.monotonic()
-        self.report.add_stage("listen_s", t1 - t0)
+        if not again:
+            audio = self._heard_audio(self.first_bar + index)
+            words = self.transcriber.transcribe(audio, self.sample_rate) if audio is not None else []
+            self.report.heard.append(words)
+            self.heard_lines.append(" ".join(w.text for w in words))
+            self.report.add_stage("listen_s", time.monotonic() - t0)
 
         bar = self.answer_bar + index
         tempo = self.follower.tempo_bpm or self.style.tempo_bpm
-        job = LineJob(self.turn_id, index, self.style, tuple(self.heard_lines), tempo, self._bar_time_s(bar),
+        with self._lock:
+            style, restyles = self.style, self.restyles
+        job = LineJob(self.turn_id, index, style, tuple(self.heard_lines[: index + 1]), tempo, self._bar_time_s(bar),
                       self.seed)
         made = self.writer.write(job)
         for name, seconds in made.stage_s.items():
@@ -201,7 +231,6 @@ class AnswerTurn:
         self.report.add_stage("total_s", time.monotonic() - t0)
         if made.fell_back:
             self.report.fallback_lines += 1
-        self.report.lines.append(made.line)
 
         render = BarRender(
             bar=bar,
@@ -213,8 +242,16 @@ class AnswerTurn:
             vowel_onsets_s=made.vowel_onsets_s,
             ready_time_s=time.monotonic(),
         )
-        self.sink.submit(render)
-        self.report.renders.append(render)
+        with self._lock:
+            if restyles != self.restyles and bar >= self._style_from_bar:
+                self._jobs.put((index, True))  # the style switched while this line was made: make it again
+                return
+            self.sink.submit(render)
+            self.report.renders.append(render)
+            self.report.lines.append(made.line)
+            if again:  # a line made again goes back in its place
+                self.report.renders.sort(key=lambda r: r.bar)
+                self.report.lines.sort(key=lambda ln: ln.plan.bar)
         if self.on_line is not None:
             self.on_line(index, made.line)
         log.info("bar %d ready %.2f s after its bar was heard: %s", index + 1, time.monotonic() - t0, made.line.text)

@@ -2,6 +2,7 @@
 JACK client on the other end of the output, on the bar lines after the opponent's turn."""
 
 import queue
+from dataclasses import dataclass
 import threading
 import time
 
@@ -21,6 +22,7 @@ from engine.play.record import Recorder
 from engine.play.ring import RingBuffer
 from engine.presets import load_style
 from engine.worker import LineWorker, WorkerConfig
+from engine.write.grid import flow_grid
 
 pytestmark = [pytest.mark.jack, pytest.mark.models]
 
@@ -29,7 +31,21 @@ TEMPO_BPM = 150.0
 BAR_CLOCKS = 96
 
 
-def test_live_session_answers_typed_lines_on_the_bar_lines_after_the_opponent(jack_server: None) -> None:
+@dataclass
+class Played:
+    """What one run of a live session left: the session, its sink, the panel's verse lines, the recording."""
+
+    session: LiveSession
+    sink: RingSink
+    verse: list[tuple]
+    bar_frames: list[float]
+    recorded: np.ndarray
+
+
+def play_set(bars_of_clock: int, knob_moves: list[tuple[float, str, object]] = ()) -> Played:
+    """Run `cypher live`'s session over JACK for `bars_of_clock` bars of a jittered 150 BPM clock: the panel arms
+    a 2-bar exchange and types the opponent's two lines; `knob_moves` are (seconds after the first clock, OSC
+    address, value) sent while the clock runs."""
     verse: list[tuple] = []
     dispatcher = Dispatcher()
     dispatcher.map("/cypher/verse/line", lambda address, *args: verse.append(args))
@@ -41,7 +57,7 @@ def test_live_session_answers_typed_lines_on_the_bar_lines_after_the_opponent(ja
     backend = open_backend("jack")
     midi = MidiEventSource(backend, "cypher-live-test in", events, virtual=True)
     daw = open_output(backend, "cypher-live-test in")
-    recorder = Recorder("liverec", seconds=16.0)
+    recorder = Recorder("liverec", seconds=4.0 + bars_of_clock * 1.6)
     output = JackOutput(RingBuffer(16 * RATE), RATE, connect_to="liverec:in", client_name="cypher-live-test")
     output.start()
     replies = Replies("127.0.0.1", panel.server_address[1])
@@ -54,7 +70,7 @@ def test_live_session_answers_typed_lines_on_the_bar_lines_after_the_opponent(ja
     stop = threading.Event()
     runner = threading.Thread(target=session.run, args=(stop,))
     runner.start()
-    sender = ClockSender(daw, TEMPO_BPM, jitter_rms_s=0.001, seed=1, max_clocks=5 * BAR_CLOCKS)
+    sender = ClockSender(daw, TEMPO_BPM, jitter_rms_s=0.001, seed=1, max_clocks=bars_of_clock * BAR_CLOCKS)
     try:
         knob = SimpleUDPClient("127.0.0.1", server.port)
         for address, value in [("/cypher/turn/opponent", 2), ("/cypher/turn/ours", 2), ("/cypher/arm/set", 1)]:
@@ -63,6 +79,9 @@ def test_live_session_answers_typed_lines_on_the_bar_lines_after_the_opponent(ja
         knob.send_message("/cypher/opponent/text", "your flow is stuck in a different time")
         time.sleep(0.3)
         sender.start()
+        for at_s, address, value in knob_moves:
+            time.sleep(max(0.0, sender.ideal_time_s(0) + at_s - time.monotonic()))
+            knob.send_message(address, value)
         assert sender.wait(timeout_s=30.0)
         time.sleep(0.5)
     finally:
@@ -73,21 +92,46 @@ def test_live_session_answers_typed_lines_on_the_bar_lines_after_the_opponent(ja
         output.close()
         writer.close()
         panel.shutdown()
-
     assert not runner.is_alive()
+    bar_frames = [recorder.frame_of(sender.ideal_time_s(b * BAR_CLOCKS)) - recorder.first
+                  for b in range(bars_of_clock)]
+    recorded = recorder.audio
+    recorder.close()
+    return Played(session, sink, verse, bar_frames, recorded)
+
+
+def rms(audio: np.ndarray, lo: float, hi: float) -> float:
+    part = audio[int(lo):int(hi)]
+    return float(np.sqrt(np.mean(part ** 2))) if len(part) else 0.0
+
+
+def test_live_session_answers_typed_lines_on_the_bar_lines_after_the_opponent(jack_server: None) -> None:
+    played = play_set(5)
+    session, sink, verse, bar_frames = played.session, played.sink, played.verse, played.bar_frames
     assert session.turns_started == 2  # the second starts on bar 5, after the answer (not yet heard)
     assert [(bar, line) for bar, line, _ in verse] == [(3, 1), (4, 2)]  # the song's bars, from 1
     assert any(w in verse[0][2].split() for w in ("cypher", "borrowed", "rhyme"))
     assert sink.dropped_bars == 0 and sink.late_frames == 0
     # the opponent raps bars 1-2 (zero-based 0-1); the answer sounds in bars 3-4 and not before
-    bar_frames = [recorder.frame_of(sender.ideal_time_s(b * BAR_CLOCKS)) - recorder.first for b in range(5)]
-    recorded = recorder.audio
-    recorder.close()
-
-    def rms(lo: float, hi: float) -> float:
-        part = recorded[int(lo):int(hi)]
-        return float(np.sqrt(np.mean(part ** 2))) if len(part) else 0.0
-
-    before = rms(0, bar_frames[2] - 0.2 * RATE)
-    answer = [rms(bar_frames[2], bar_frames[3]), rms(bar_frames[3], bar_frames[4])]
+    before = rms(played.recorded, 0, bar_frames[2] - 0.2 * RATE)
+    answer = [rms(played.recorded, bar_frames[2], bar_frames[3]), rms(played.recorded, bar_frames[3], bar_frames[4])]
     assert min(answer) > 0.02 and before < 1e-4
+
+
+def test_a_style_switch_from_the_panel_lands_on_the_next_bar_line(jack_server: None) -> None:
+    """Grime asked for early in the answer's first bar (bar 3): bar 4 is grime, made again in time; bar 3 stays."""
+    bar_s = 4 * 60.0 / TEMPO_BPM
+    played = play_set(5, knob_moves=[(2 * bar_s + 0.1, "/cypher/style/set", "grime")])
+    session, sink = played.session, played.sink
+    assert session.style_switches == 1 and session.state.style == "grime"
+    assert session.turns_started == 2 and session.turn is not None and session.turn.style.name == "grime"
+    first = session.recent_turns[0]  # the exchange the switch fell in
+    assert first.restyles == 1
+    grids = {r.bar: r.line.plan.grid for r in first.report.renders}
+    assert sorted(grids) == [2, 3]  # zero-based: song bars 3 and 4
+    assert grids[2].slots == flow_grid(load_style("boom_bap").flow, 1)[0].slots  # before the switch: kept
+    assert grids[3].slots == flow_grid(load_style("grime").flow, 2)[1].slots  # from its bar line: grime
+    assert [p.bar for p in sink.placements].count(2) == 1 and sink.dropped_bars == 0
+    # bar 4 sounds: the grime line arrived before its bar line
+    assert rms(played.recorded, played.bar_frames[3], played.bar_frames[4]) > 0.02
+    assert [args[0] for args in played.verse][-1] == 4  # the panel's last verse line is bar 4's grime line

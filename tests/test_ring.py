@@ -74,3 +74,19 @@ def test_the_playhead_follows_a_clock_that_jumps_both_ways():
     assert np.array_equal(out, np.arange(1, 257, dtype=np.float32))
     ring.rewind_to(2000)  # forward is not a rewind
     assert ring.read_pos == 1280 and ring.rewound_samples == 256
+
+
+def test_a_fade_out_ramps_what_is_mixed_in_to_silence_and_clears_the_rest():
+    ring = RingBuffer(1000)
+    out = np.empty(100, dtype=np.float32)
+    ring.write(0, np.ones(900, dtype=np.float32))
+    ring.read_into(out)  # 0..100 played
+    ring.fade_out(50, 100)  # behind the playhead: the fade starts at the playhead, 100
+    ring.read_into(out)
+    assert out[0] == 1.0 and np.all(np.diff(out) < 0) and out[-1] < 0.02  # 1 -> 0 over 100 samples
+    ring.read_into(out)
+    assert np.all(out == 0)  # nothing after the ramp survives
+    assert ring.written_until == 100
+    ring.write(300, np.full(10, 0.5, dtype=np.float32))  # the new style mixes in after the cut as usual
+    ring.read_into(out)
+    assert np.all(out[:10] == 0.5)

@@ -531,6 +531,17 @@ class RingSink:
             return
         self.placements.append(Placement(render.bar, bar_frame, late))
 
+    def cut_from(self, time_s: float, release_s: float) -> None:
+        """Fade what is in the ring to silence from host time `time_s` (as heard, compensation included) over
+        `release_s`, and clear what follows: a style switch's bar line. Logged, never raised, if the output is
+        away (then there is nothing to cut)."""
+        try:
+            frame = self.output.frame_at(time_s) - self.compensation_frames
+        except PortError as exc:
+            logger.warning("style switch: nothing cut: %s", exc)
+            return
+        self.output.ring.fade_out(frame, round(release_s * self.output.sample_rate))
+
 
 def _wait_for(done: Any, timeout_s: float) -> None:
     """Poll `done()` until true or `timeout_s` passes (then PortError: the stream is not running)."""

@@ -46,6 +46,26 @@ class RingBuffer:
             pos += n
         self.written_until = max(self.written_until, end)
 
+    def fade_out(self, start: int, frames: int) -> None:
+        """Fade what is mixed in from absolute sample `start` to silence over `frames`, and clear everything after
+        it: a style switch cuts the old style's bars and effect tails. The part behind the playhead has played and
+        is left alone. Called by the control side (it allocates its ramp), never by the callback."""
+        start = max(start, self.read_pos)
+        end = self.written_until
+        if end <= start:
+            return
+        if end - start > self.capacity:
+            raise CypherError(f"cannot fade {end - start} samples in a ring of {self.capacity}")
+        gain = np.zeros(end - start, dtype=np.float32)
+        ramp = min(max(frames, 0), len(gain))
+        gain[:ramp] = np.linspace(1.0, 0.0, ramp, endpoint=False, dtype=np.float32)
+        i = start % self.capacity
+        n = min(len(gain), self.capacity - i)
+        self._data[i:i + n] *= gain[:n]
+        if n < len(gain):
+            self._data[: len(gain) - n] *= gain[n:]
+        self.written_until = start
+
     def read_into(self, out: np.ndarray) -> None:
         """Copy the next `len(out)` samples into `out` (the audio callback's buffer) and clear them. No allocation."""
         frames = len(out)
