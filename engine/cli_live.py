@@ -14,6 +14,7 @@ from bridge.control import ControlRouter, default_user_map_path
 from bridge.midi import MidiEventSource, open_backend
 from bridge.osc import add_server_arguments, open_from_args
 from engine.control import EngineState
+from engine.listen.capture import JackCapture
 from engine.live import SAMPLE_RATE, VIRTUAL_MIDI_IN, LiveParts, LiveSession
 from engine.play.latency import load_compensation
 from engine.play.output import RingSink, open_output
@@ -23,12 +24,14 @@ from engine.worker import LineWorker, WorkerConfig
 EPILOG = """\
 examples:
   cypher live --audio-out jack:system                 Cypher opens a virtual MIDI input "Cypher clock in"
+  cypher live --audio-out jack:system --vocal-in system:capture_1 --beat-in Live:out3
+                                                      hear the opponent's mic and the beat (JACK ports)
   cypher live --midi-in IAC --audio-out BlackHole     macOS: Live sends clock to the IAC bus
   cypher live --midi-in loopMIDI --audio-out "CABLE Input"   Windows
 
 Then, from the Max for Live device or `cypher panel --send ...`:
   /cypher/arm/set 1                       arm: the next bar starts the opponent's turn
-  /cypher/opponent/text "your line here"  one line per bar of the opponent's verse (no speech recognition yet)
+  /cypher/opponent/text "your line here"  one line per bar of the opponent's verse (overrides --vocal-in)
   /cypher/turn/opponent 4                 the opponent's bars (Cypher answers for as many)
 
 The answer starts on the bar line after the opponent's verse, placed by the clock's prediction, early by the
@@ -47,6 +50,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                              f"default: a virtual input '{VIRTUAL_MIDI_IN}'")
     parser.add_argument("--audio-out", default=None,
                         help="audio output for the answer: part of a device's name, or jack:PORT")
+    parser.add_argument("--beat-in", default=None, metavar="PORT",
+                        help="JACK output port carrying the beat bus (part of its name), to follow the beat")
+    parser.add_argument("--vocal-in", default=None, metavar="PORT",
+                        help="JACK output port carrying the opponent's vocal bus: their words are recognised bar by "
+                             "bar (typed lines from the panel still win)")
     parser.add_argument("--style", default="boom_bap", help=f"starting style ({', '.join(available_styles())})")
     parser.add_argument("--words", choices=("auto", "lm", "lexicon"), default="auto",
                         help="words backend (default: the language model if installed)")
@@ -75,9 +83,18 @@ def run(args: argparse.Namespace, console: Console) -> int:
         except BaseException:
             midi.close()
             raise
+        sources = {name: port for name, port in (("beat", args.beat_in), ("vocal", args.vocal_in)) if port}
+        try:
+            capture = JackCapture(sources, SAMPLE_RATE) if sources else None
+        except BaseException:
+            midi.close()
+            output.close()
+            replies.close()
+            raise
         router = ControlRouter(style, args.controls or default_user_map_path(), known_styles=state.styles)
         sink = RingSink(output, load_compensation().frames_at(SAMPLE_RATE))
-        session = LiveSession(LiveParts(midi, server, replies, sink, writer, router), state, events, commands)
+        session = LiveSession(LiveParts(midi, server, replies, sink, writer, router, capture,
+                                        hearing=writer if args.vocal_in else None), state, events, commands)
         console.print(f"Cypher live: clock from '{midi.name}', answer to {args.audio_out or 'the default output'}, "
                       f"OSC on {args.osc_host}:{args.osc_port}, words by {writer.words_backend} (worker process "
                       f"{writer.pid}). Ctrl-C stops.")
@@ -91,6 +108,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
         finally:
             output.close()
             replies.close()
+            if capture is not None:
+                capture.close()
     finally:
         writer.close()
     console.print(f"started {session.turns_started} turns; {sink.dropped_bars} bars dropped")

@@ -144,11 +144,17 @@ class VoiceCache:
         self._voices: dict[VoiceSpec, Voice] = {}
 
     def __call__(self, spec: VoiceSpec) -> Voice:
-        """The voice for `spec`."""
-        from engine.voice.speak import load_voice
+        """The voice for `spec`; another delivery of a loaded Piper voice shares its model (no load)."""
+        from engine.voice.speak import PiperVoice, load_voice
 
         voice = self._voices.get(spec)
         if voice is None:
-            voice = self._voices[spec] = load_voice(spec.backend, self.sample_rate, spec.length_scale,
-                                                    spec.pitch_semitones, spec.accent_db)
+            base = next((v for s, v in self._voices.items() if s.backend == spec.backend and isinstance(v, PiperVoice)),
+                        None)
+            if base is not None:
+                voice = base.with_delivery(spec.length_scale, spec.pitch_semitones, spec.accent_db)
+            else:
+                voice = load_voice(spec.backend, self.sample_rate, spec.length_scale, spec.pitch_semitones,
+                                   spec.accent_db)
+            self._voices[spec] = voice
         return voice

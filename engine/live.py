@@ -23,10 +23,11 @@ from bridge.osc import OscServer, Replies
 from engine.control import ClockStatus, ControlLoop, EngineState
 from engine.errors import CypherError
 from engine.listen.vocal import HeardWord
-from engine.presets import load_style
+from engine.presets import Style, load_style
 from engine.timebase import bar_samples
 from engine.timeline import Timeline
-from engine.turn import AnswerTurn, LineWriting, Sink
+from engine.listen.capture import CaptureBus, JackCapture
+from engine.turn import AnswerTurn, BusInput, Ears, LineWriting, Sink
 from engine.write.plan import FilledLine
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,30 @@ class LiveParts:
     sink: Sink
     writer: LineWriting  # engine.worker.LineWorker in a set: the models run in their own process
     router: ControlRouter | None = None
+    capture: JackCapture | None = None  # the beat and vocal buses, when plugged in (--beat-in, --vocal-in)
+    hearing: Ears | None = None  # speech recognition for the vocal bus (the worker's)
+
+
+class TypedFirst:
+    """Ears that take the panel's typed line when one is waiting (typed text overrides), else recognise speech."""
+
+    def __init__(self, typed: TypedLines, hearing: Ears) -> None:
+        self.typed = typed
+        self.hearing = hearing
+        self._failed = False
+
+    def transcribe(self, audio: np.ndarray, sample_rate: int) -> list[HeardWord]:
+        """The typed line, or the words recognised in the bar (none, said once in the log, if recognition fails)."""
+        words = self.typed.transcribe(audio, sample_rate)
+        if words:
+            return words
+        try:
+            return self.hearing.transcribe(audio, sample_rate)
+        except CypherError as exc:
+            if not self._failed:
+                log.error("speech recognition failed, answering typed lines only: %s", exc)
+                self._failed = True
+            return []
 
 
 class LiveSession:
@@ -104,7 +129,8 @@ class LiveSession:
                                  self._on_control if parts.router is not None else None)
         self.turn: AnswerTurn | None = None
         self.recent_turns: deque[AnswerTurn] = deque(maxlen=RECENT_TURNS)  # the last exchanges, oldest first
-        self.ears = TypedLines(state)
+        typed = TypedLines(state)
+        self.ears: Ears = typed if parts.hearing is None or parts.capture is None else TypedFirst(typed, parts.hearing)
         self.turns_started = 0
         self.style_switches = 0
         self._last_turn = "idle"
@@ -177,8 +203,7 @@ class LiveSession:
         bars = min(state.opponent_bars, state.our_bars)
         turn = AnswerTurn(
             style, bars, bar, self.follower,
-            vocal_bus=SilentBus(self.follower, style.tempo_bpm, self.sample_rate),
-            beat_bus=SilentBus(self.follower, style.tempo_bpm, self.sample_rate),
+            vocal_bus=self._bus("vocal", style), beat_bus=self._bus("beat", style),
             transcriber=self.ears, writer=self.parts.writer, sink=self.parts.sink, sample_rate=self.sample_rate,
             seed=self.turns_started, on_line=functools.partial(self._publish_line, bar + bars),
             turn_id=self.turns_started,
@@ -188,6 +213,12 @@ class LiveSession:
         self.turns_started += 1
         log.info("turn %d: the opponent raps bars %d-%d in %s", self.turns_started, bar + 1, bar + bars,
                  style.display_name)
+
+    def _bus(self, name: str, style: Style) -> BusInput:
+        capture = self.parts.capture
+        if capture is not None and name in capture.rings:
+            return CaptureBus(capture, name, self.follower)
+        return SilentBus(self.follower, style.tempo_bpm, self.sample_rate)
 
     def _publish_line(self, answer_bar: int, index: int, line: FilledLine) -> None:
         self.control.publish_verse_line(answer_bar + index + 1, index + 1, line.text)

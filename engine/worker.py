@@ -18,8 +18,11 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from engine.errors import BackendMissingError, CypherError
 from engine.line import LineAudio, LineJob, LineWriter, VoiceCache, load_filler
+from engine.listen.vocal import HeardWord, Transcriber
 from engine.presets import VoiceSpec
 from engine.write.fill_lexicon import LexiconFiller
 
@@ -32,6 +35,14 @@ STOP_TIMEOUT_S = 5.0
 
 class WorkerError(CypherError):
     """The line worker could not start, or stopped."""
+
+
+@dataclass(frozen=True)
+class HearJob:
+    """Transcribe one heard bar of the vocal bus (speech recognition is loaded on the first one)."""
+
+    audio: np.ndarray
+    sample_rate: int
 
 
 @dataclass(frozen=True)
@@ -66,6 +77,7 @@ def _serve(conn: Connection, config: WorkerConfig) -> None:
         conn.send(("failed", f"{type(exc).__name__}: {exc}"))
         return
     writer = LineWriter(filler, voices, fallback=LexiconFiller() if words_backend != "lexicon" else None)
+    transcriber: Transcriber | None = None
     conn.send(("ready", words_backend))
     while True:
         try:
@@ -75,11 +87,16 @@ def _serve(conn: Connection, config: WorkerConfig) -> None:
         if job is None:
             return
         try:
-            conn.send(("ok", writer.write(job)))
+            if isinstance(job, HearJob):
+                if transcriber is None:
+                    transcriber = Transcriber(cpu_threads=1)
+                conn.send(("ok", transcriber.transcribe(job.audio, job.sample_rate)))
+            else:
+                conn.send(("ok", writer.write(job)))
         except CypherError as exc:
             conn.send(("error", str(exc)))
         except Exception as exc:  # a bug must not end the set: the line is lost, the worker keeps serving
-            log.exception("answer line %d failed", job.index + 1)
+            log.exception("%s failed", type(job).__name__)
             conn.send(("error", f"internal error writing the line ({type(exc).__name__}: {exc})"))
 
 
@@ -123,6 +140,13 @@ class LineWorker:
 
     def write(self, job: LineJob) -> LineAudio:
         """The line for `job`, made in the worker; WorkerError (a CypherError) when it cannot be made."""
+        return self._ask(job, f"answer line {job.index + 1}")  # type: ignore[no-any-return]
+
+    def transcribe(self, audio: np.ndarray, sample_rate: int) -> list[HeardWord]:
+        """The words in one heard bar (`engine.turn.Ears`), recognised in the worker; WorkerError on failure."""
+        return self._ask(HearJob(np.asarray(audio, dtype=np.float32), sample_rate), "a heard bar")  # type: ignore
+
+    def _ask(self, job: LineJob | HearJob, what: str) -> Any:
         with self._lock:
             if self._conn is None or not self._process.is_alive():
                 self._restart()
@@ -133,11 +157,11 @@ class LineWorker:
             except (EOFError, OSError):
                 code = self._process.exitcode
                 self._discard()
-                raise WorkerError(f"the line worker stopped (exit code {code}) while writing answer line "
-                                  f"{job.index + 1}; it starts again for the next line") from None
+                raise WorkerError(f"the line worker stopped (exit code {code}) while on {what}; it starts again "
+                                  "for the next one") from None
         if kind != "ok":
             raise WorkerError(payload)
-        return payload  # type: ignore[no-any-return]
+        return payload
 
     def _restart(self) -> None:
         self._discard()

@@ -18,11 +18,14 @@ from bridge.osc import OscServer, Replies
 from engine.control import EngineState
 from engine.live import LiveParts, LiveSession
 from engine.play.output import JackOutput, RingSink
-from engine.play.record import Recorder
+from engine.listen.capture import JackCapture
+from engine.play.record import Player, Recorder
 from engine.play.ring import RingBuffer
 from engine.presets import load_style
 from engine.worker import LineWorker, WorkerConfig
 from engine.write.grid import flow_grid
+from engine.render import OPPONENT_VOICE, speak_on_grid
+from engine.voice.speak import load_voice
 
 pytestmark = [pytest.mark.jack, pytest.mark.models]
 
@@ -42,10 +45,14 @@ class Played:
     recorded: np.ndarray
 
 
-def play_set(bars_of_clock: int, knob_moves: list[tuple[float, str, object]] = ()) -> Played:
-    """Run `cypher live`'s session over JACK for `bars_of_clock` bars of a jittered 150 BPM clock: the panel arms
-    a 2-bar exchange and types the opponent's two lines; `knob_moves` are (seconds after the first clock, OSC
-    address, value) sent while the clock runs."""
+TYPED = ("you came to the cypher with a borrowed rhyme", "your flow is stuck in a different time")
+
+
+def play_set(bars_of_clock: int, knob_moves: list[tuple[float, str, object]] = (), typed: tuple[str, ...] = TYPED,
+             vocal: np.ndarray | None = None, tempo_bpm: float = TEMPO_BPM) -> Played:
+    """Run `cypher live`'s session over JACK for `bars_of_clock` bars of a jittered clock: the panel arms a 2-bar
+    exchange and types the opponent's lines; `knob_moves` are (seconds after the first clock, OSC address, value)
+    sent while the clock runs; `vocal`, if given, is played into the engine's vocal input from bar 1's line."""
     verse: list[tuple] = []
     dispatcher = Dispatcher()
     dispatcher.map("/cypher/verse/line", lambda address, *args: verse.append(args))
@@ -57,7 +64,9 @@ def play_set(bars_of_clock: int, knob_moves: list[tuple[float, str, object]] = (
     backend = open_backend("jack")
     midi = MidiEventSource(backend, "cypher-live-test in", events, virtual=True)
     daw = open_output(backend, "cypher-live-test in")
-    recorder = Recorder("liverec", seconds=4.0 + bars_of_clock * 1.6)
+    recorder = Recorder("liverec", seconds=4.0 + bars_of_clock * 240.0 / tempo_bpm)
+    player = Player("liveplayer") if vocal is not None else None
+    capture = JackCapture({"vocal": "liveplayer:out"}, RATE, client_name="cypher-live-in") if player else None
     output = JackOutput(RingBuffer(16 * RATE), RATE, connect_to="liverec:in", client_name="cypher-live-test")
     output.start()
     replies = Replies("127.0.0.1", panel.server_address[1])
@@ -65,20 +74,24 @@ def play_set(bars_of_clock: int, knob_moves: list[tuple[float, str, object]] = (
     # the models' process, warmed up on the style's voice, as `cypher live` starts it
     writer = LineWorker(WorkerConfig("lexicon", RATE, warm_voice=load_style("boom_bap").voice))
     sink = RingSink(output, 0)
-    session = LiveSession(LiveParts(midi, server, replies, sink, writer), EngineState.initial("boom_bap"), events,
+    session = LiveSession(LiveParts(midi, server, replies, sink, writer, capture=capture,
+                                    hearing=writer if capture else None), EngineState.initial("boom_bap"), events,
                           commands)
     stop = threading.Event()
     runner = threading.Thread(target=session.run, args=(stop,))
     runner.start()
-    sender = ClockSender(daw, TEMPO_BPM, jitter_rms_s=0.001, seed=1, max_clocks=bars_of_clock * BAR_CLOCKS)
+    sender = ClockSender(daw, tempo_bpm, jitter_rms_s=0.001, seed=1, max_clocks=bars_of_clock * BAR_CLOCKS,
+                         lead_s=0.3)
     try:
         knob = SimpleUDPClient("127.0.0.1", server.port)
         for address, value in [("/cypher/turn/opponent", 2), ("/cypher/turn/ours", 2), ("/cypher/arm/set", 1)]:
             knob.send_message(address, value)
-        knob.send_message("/cypher/opponent/text", "you came to the cypher with a borrowed rhyme")
-        knob.send_message("/cypher/opponent/text", "your flow is stuck in a different time")
+        for line in typed:
+            knob.send_message("/cypher/opponent/text", line)
         time.sleep(0.3)
         sender.start()
+        if player is not None:
+            player.play_at(player.frame_of(sender.ideal_time_s(0)), vocal)
         for at_s, address, value in knob_moves:
             time.sleep(max(0.0, sender.ideal_time_s(0) + at_s - time.monotonic()))
             knob.send_message(address, value)
@@ -92,6 +105,9 @@ def play_set(bars_of_clock: int, knob_moves: list[tuple[float, str, object]] = (
         output.close()
         writer.close()
         panel.shutdown()
+        for client in (player, capture):
+            if client is not None:
+                client.close()
     assert not runner.is_alive()
     bar_frames = [recorder.frame_of(sender.ideal_time_s(b * BAR_CLOCKS)) - recorder.first
                   for b in range(bars_of_clock)]
@@ -132,6 +148,27 @@ def test_a_style_switch_from_the_panel_lands_on_the_next_bar_line(jack_server: N
     assert grids[2].slots == flow_grid(load_style("boom_bap").flow, 1)[0].slots  # before the switch: kept
     assert grids[3].slots == flow_grid(load_style("grime").flow, 2)[1].slots  # from its bar line: grime
     assert [p.bar for p in sink.placements].count(2) == 1 and sink.dropped_bars == 0
-    # bar 4 sounds: the grime line arrived before its bar line
-    assert rms(played.recorded, played.bar_frames[3], played.bar_frames[4]) > 0.02
+    # bar 4 sounds (grime is sparse: quieter over the bar than boom bap, far above silence's 1e-4), and all of it
+    # arrived before its bar line
+    assert rms(played.recorded, played.bar_frames[3], played.bar_frames[4]) > 0.005 and sink.late_frames == 0
     assert [args[0] for args in played.verse][-1] == 4  # the panel's last verse line is bar 4's grime line
+
+
+def test_the_opponent_heard_on_the_vocal_bus_is_answered(jack_server: None) -> None:
+    """No typed lines: the opponent's two bars are played into the engine's vocal input (a second Piper voice on
+    the grid, as the demo raps them); the engine recognises them in its worker and answers their words."""
+    tempo_bpm = 100.0
+    style = load_style("boom_bap")
+    lines = ["you came to the cypher with a borrowed rhyme", "i run this city and i never lose time"]
+    voice = load_voice("piper", RATE, **OPPONENT_VOICE)
+    vocal = speak_on_grid(voice, style, lines, 0, 2, tempo_bpm, RATE)
+    played = play_set(5, typed=(), vocal=vocal, tempo_bpm=tempo_bpm)
+    first = played.session.recent_turns[0]
+    heard = [" ".join(w.text for w in bar).lower() for bar in first.report.heard]
+    assert len(heard) == 2
+    for said, got in zip(lines, heard):  # most of each line is understood
+        words = set(said.split())
+        assert len(words & set(got.replace(",", "").replace(".", "").split())) >= len(words) // 2, (said, got)
+    answer_words = {w for r in first.report.renders for w in r.line.plan.answer_words}
+    assert answer_words & set(" ".join(lines).split()), answer_words  # the answer takes up what it heard
+    assert [args[0] for args in played.verse[:2]] == [3, 4] and played.sink.dropped_bars == 0

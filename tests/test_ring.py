@@ -90,3 +90,18 @@ def test_a_fade_out_ramps_what_is_mixed_in_to_silence_and_clears_the_rest():
     ring.write(300, np.full(10, 0.5, dtype=np.float32))  # the new style mixes in after the cut as usual
     ring.read_into(out)
     assert np.all(out[:10] == 0.5)
+
+
+def test_a_capture_ring_hands_back_what_it_holds_by_frame_and_nothing_else():
+    from engine.listen.capture import CaptureRing
+
+    ring = CaptureRing(1000)
+    assert ring.read(0, 10) is None  # nothing captured yet
+    for frame in range(5000, 6600, 256):  # JACK frame times: blocks of 256 from frame 5000
+        ring.write_at(frame, np.arange(frame, frame + 256, dtype=np.float32))
+    until = 5000 + 7 * 256
+    assert ring.written_until == until
+    got = ring.read(until - 600, 500)
+    assert got is not None and np.array_equal(got, np.arange(until - 600, until - 100, dtype=np.float32))
+    assert ring.read(until - 1001, 10) is None  # overwritten: older than the ring holds
+    assert ring.read(until - 10, 20) is None  # not yet captured

@@ -233,22 +233,36 @@ def test_time_zero_is_where_the_lead_says(voice: PiperVoice) -> None:
     assert np.max(np.abs(silent)) < 0.05 * np.max(np.abs(late.audio))  # nothing but the 'k' before the vowel
 
 
-@pytest.mark.models
-def test_second_voice_sounds_lower(voice: PiperVoice) -> None:
+def median_f0(audio: np.ndarray) -> float:
+    """The median pitch of confident frames (aubio's yin)."""
     import aubio
 
+    detector = aubio.pitch("yin", 2048, 512, SAMPLE_RATE)
+    detector.set_unit("Hz")
+    found = []
+    for i in range(0, len(audio) - 512, 512):
+        f0 = detector(audio[i:i + 512].astype(np.float32))[0]
+        if detector.get_confidence() > 0.8 and 50 < f0 < 400:
+            found.append(f0)
+    return float(np.median(found))
+
+
+@pytest.mark.models
+def test_another_delivery_shares_the_loaded_model(voice: PiperVoice) -> None:
+    """A style switch's voice costs no load: the same model, played lower and slower."""
+    lower = voice.with_delivery(length_scale=1.1, pitch_semitones=-4, accent_db=2.0)
+    assert lower._decoder is voice._decoder and lower._durations is voice._durations
+    assert (voice.length_scale, voice.accent_db) == (1.0, 0.0)  # the original keeps its own delivery
+    text = "we came to win the crown tonight"
+    natural, slower = voice.speak(text), lower.speak(text)
+    assert 2 ** (-6 / 12) < median_f0(slower) / median_f0(natural) < 2 ** (-2 / 12)
+    assert len(slower) > len(natural)
+
+
+@pytest.mark.models
+def test_second_voice_sounds_lower(voice: PiperVoice) -> None:
     opponent = load_voice("piper", sample_rate=SAMPLE_RATE, pitch_semitones=-4, length_scale=1.1)
     assert isinstance(opponent, PiperVoice)
-
-    def median_f0(audio: np.ndarray) -> float:
-        detector = aubio.pitch("yin", 2048, 512, SAMPLE_RATE)
-        detector.set_unit("Hz")
-        found = []
-        for i in range(0, len(audio) - 512, 512):
-            f0 = detector(audio[i:i + 512].astype(np.float32))[0]
-            if detector.get_confidence() > 0.8 and 50 < f0 < 400:
-                found.append(f0)
-        return float(np.median(found))
 
     text = "we came to win the crown tonight"
     ratio = median_f0(opponent.speak(text)) / median_f0(voice.speak(text))

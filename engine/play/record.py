@@ -1,4 +1,5 @@
-"""A JACK recorder: what a DAW's recording track does, for tests and benchmarks that check where audio lands."""
+"""What a DAW's tracks do, as JACK clients, for tests and benchmarks: a recorder that checks where audio lands,
+and a player that plays a bus (a beat, an opponent's vocal) from a given JACK frame."""
 
 from __future__ import annotations
 
@@ -58,5 +59,54 @@ class Recorder:
 
     def close(self) -> None:
         """Stop recording and leave JACK."""
+        self.client.deactivate()
+        self.client.close()
+
+
+class Player:
+    """A JACK client playing one array from its output port `out`, starting at a JACK frame."""
+
+    def __init__(self, name: str, sample_rate: int = 48000, servername: str | None = None) -> None:
+        import jack
+
+        self.sample_rate = sample_rate
+        self.client = jack.Client(name, no_start_server=True, servername=servername)
+        self.port = self.client.outports.register("out")
+        self._audio = np.zeros(0, dtype=np.float32)
+        self._start: int | None = None
+        self.client.set_process_callback(self._process)
+        self.client.activate()
+
+    def play_at(self, frame: int, audio: np.ndarray) -> None:
+        """Play `audio` from JACK frame `frame` on (a frame already past plays the rest)."""
+        self._audio = np.asarray(audio, dtype=np.float32)
+        self._start = frame
+
+    def frame_of(self, time_s: float) -> int:
+        """JACK frame of a host time (the tightest of 5 reads of JACK's clock)."""
+        reads = []
+        for _ in range(5):
+            t0 = time.monotonic()
+            frame = self.client.frame_time
+            t1 = time.monotonic()
+            reads.append((t1 - t0, frame + round((time_s - 0.5 * (t0 + t1)) * self.sample_rate)))
+        return min(reads)[1]
+
+    def _process(self, frames: int) -> None:
+        out = self.port.get_array()
+        out.fill(0.0)
+        if self._start is None:
+            return
+        at = (self.client.last_frame_time - self._start) & FRAME_MASK
+        if at >= 1 << 31:  # not yet: the start lies ahead
+            ahead = (1 << 32) - at
+            if ahead < frames:
+                out[ahead:] = self._audio[: frames - ahead]
+            return
+        part = self._audio[at:at + frames]
+        out[: len(part)] = part
+
+    def close(self) -> None:
+        """Stop playing and leave JACK."""
         self.client.deactivate()
         self.client.close()

@@ -12,6 +12,7 @@ so that its loudest rise sits on the word's first target, time-stretched when it
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import logging
@@ -186,6 +187,15 @@ class PiperVoice:
         self.playback_rate = int(round(self.config.sample_rate * 2.0 ** (pitch_semitones / 12.0)))
         logger.info("loaded Piper voice %s (%d Hz, played at %d Hz, resampled to %d Hz)", model_path,
                     self.config.sample_rate, self.playback_rate, sample_rate)
+
+    def with_delivery(self, length_scale: float, pitch_semitones: float, accent_db: float) -> PiperVoice:
+        """The same voice (its loaded model shared, nothing loaded again) with another delivery: a style switch
+        costs no load. Use it from the thread that uses this one."""
+        other = copy.copy(self)
+        other.length_scale = length_scale
+        other.accent_db = accent_db
+        other.playback_rate = int(round(self.config.sample_rate * 2.0 ** (pitch_semitones / 12.0)))
+        return other
 
     @property
     def hop_samples(self) -> int:
