@@ -38,6 +38,7 @@ TURNS = ("idle", "opponent", "ours")
 TRANSPORTS = ("stopped", "playing")
 NO_LEARN_TARGET = "none"
 UNKNOWN_ADDRESS = "?"
+IN_TIME = "in time"  # the drift advice while the beat bus and the clock agree
 """The address reported on /cypher/error when a datagram is too broken to have one."""
 
 
@@ -238,6 +239,11 @@ def _build() -> tuple[Address, ...]:
                 (_ms("listen_ms", "transcribing the opponent's bar"), _ms("write_ms", "planning and filling the line"),
                  _ms("voice_ms", "speaking it on the grid"), _ms("fx_ms", "the effect chain"),
                  _ms("total_ms", "all of it"))),
+        Address("/cypher/sync/drift", "out", "The beat bus against the MIDI clock, sent when the verdict changes: "
+                "how far the audio sits from the clock's beats, and what to set in Live.",
+                (Arg("offset_ms", "f", "the beat bus minus the clock (positive: the audio is late)", -1000.0, 1000.0,
+                     unit="ms"),
+                 Arg("advice", "s", f"what to set in Live's MIDI Clock Sync Delay, or '{IN_TIME}'", max_chars=400))),
         Address("/cypher/error", "out", "A message was rejected: which address, and why (one reply per bad message).",
                 (Arg("address", "s", f"the address that was rejected, or {UNKNOWN_ADDRESS} if it had none"),
                  Arg("reason", "s", "what was wrong and what to send instead", max_chars=1000))),

@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from bridge.addresses import MAX_TEXT_CHARS, NO_LEARN_TARGET, PARAMS, REFERENCE_LATENCY_MS, Command
+from bridge.addresses import IN_TIME, MAX_TEXT_CHARS, NO_LEARN_TARGET, PARAMS, REFERENCE_LATENCY_MS, Command
 from bridge.clock import ClockFollower
 from bridge.osc import Message, RateLimitedLog, Replies, printable
 from engine.errors import CypherError
@@ -228,6 +228,11 @@ class ControlLoop:
         """Send the bus levels in dBFS (clamped to the map's -120..12)."""
         levels = (min(12.0, max(-120.0, float(v))) for v in (opponent_db, beat_db, output_db))
         self._replies.send("/cypher/meter/levels", *levels)
+
+    def publish_drift(self, offset_ms: float, advice: str) -> None:
+        """Send the beat bus's offset from the clock and the advice (`IN_TIME` while they agree)."""
+        self._replies.send("/cypher/sync/drift", min(1000.0, max(-1000.0, float(offset_ms))),
+                           printable(advice, 400) or IN_TIME)
 
     def publish_stage_latencies(self, stages_s: Mapping[str, float]) -> None:
         """Send how long the last bar's stages took (keys listen_s, write_s, voice_s, fx_s, total_s)."""

@@ -26,6 +26,7 @@ from engine.listen.vocal import HeardWord
 from engine.presets import Style, load_style
 from engine.timebase import bar_samples
 from engine.timeline import Timeline
+from engine.listen.beatwatch import BeatBusWatch
 from engine.listen.capture import CaptureBus, JackCapture
 from engine.turn import AnswerTurn, BusInput, Ears, LineWriting, Sink
 from engine.write.plan import FilledLine
@@ -135,6 +136,10 @@ class LiveSession:
         self.style_switches = 0
         self._last_turn = "idle"
         self._bar = -1  # the bar now playing (the last bar line announced)
+        capture = parts.capture
+        self.beat_watch = (BeatBusWatch(CaptureBus(capture, "beat", self.follower), self.follower, sample_rate,
+                                        report=self.control.publish_drift)
+                           if capture is not None and "beat" in capture.rings else None)
         self._style_playing = state.style
 
     def _on_control(self, event: object) -> None:
@@ -165,6 +170,8 @@ class LiveSession:
 
     def _on_bar(self, bar: int, time_s: float) -> None:
         self._bar = bar
+        if self.beat_watch is not None:
+            self.beat_watch.on_bar(bar)
         router = self.parts.router
         if router is not None:
             self._apply_controls(router)
@@ -233,6 +240,8 @@ class LiveSession:
         finally:
             if self.turn is not None:
                 self.turn.close(timeout_s=5.0)
+            if self.beat_watch is not None:
+                self.beat_watch.close()
             poller.join(1.0)
             self.parts.server.close()
             self.parts.midi.close()

@@ -1605,8 +1605,9 @@
           "id": "obj-67",
           "maxclass": "newobj",
           "numinlets": 2,
-          "numoutlets": 17,
+          "numoutlets": 18,
           "outlettype": [
+            "",
             "",
             "",
             "",
@@ -1631,7 +1632,7 @@
             1300,
             22.0
           ],
-          "text": "route /cypher/status/clock /cypher/status/turn /cypher/status/style /cypher/status/arm /cypher/status/energy /cypher/status/aggression /cypher/status/density /cypher/status/temperature /cypher/status/wet /cypher/status/latency /cypher/status/opponent /cypher/status/learn /cypher/verse/line /cypher/meter/levels /cypher/latency/stages /cypher/error"
+          "text": "route /cypher/status/clock /cypher/status/turn /cypher/status/style /cypher/status/arm /cypher/status/energy /cypher/status/aggression /cypher/status/density /cypher/status/temperature /cypher/status/wet /cypher/status/latency /cypher/status/opponent /cypher/status/learn /cypher/verse/line /cypher/meter/levels /cypher/latency/stages /cypher/sync/drift /cypher/error"
         }
       },
       {
@@ -2675,7 +2676,7 @@
             340,
             32,
             270,
-            100
+            84
           ],
           "cols": 1,
           "rows": 33,
@@ -2954,7 +2955,7 @@
           "numinlets": 1,
           "numoutlets": 2,
           "outlettype": [
-            "",
+            "float",
             ""
           ],
           "patching_rect": [
@@ -2963,7 +2964,7 @@
             80.0,
             22.0
           ],
-          "text": "unpack s s"
+          "text": "unpack f s"
         }
       },
       {
@@ -2999,21 +3000,39 @@
           "presentation": 1,
           "presentation_rect": [
             340,
-            150,
+            118,
             270,
             16
           ],
-          "text": "error"
+          "text": "sync/drift"
         }
       },
       {
         "box": {
           "id": "obj-143",
+          "maxclass": "flonum",
+          "numinlets": 1,
+          "numoutlets": 2,
+          "outlettype": [
+            "",
+            "bang"
+          ],
+          "patching_rect": [
+            1090,
+            1040,
+            44,
+            22
+          ]
+        }
+      },
+      {
+        "box": {
+          "id": "obj-144",
           "maxclass": "comment",
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
-            1090,
+            1135,
             1040,
             44,
             22
@@ -3023,7 +3042,7 @@
       },
       {
         "box": {
-          "id": "obj-144",
+          "id": "obj-145",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 1,
@@ -3031,7 +3050,7 @@
             ""
           ],
           "patching_rect": [
-            1090,
+            1135,
             1010,
             87.0,
             22.0
@@ -3041,13 +3060,72 @@
       },
       {
         "box": {
-          "id": "obj-145",
+          "id": "obj-146",
+          "maxclass": "newobj",
+          "numinlets": 1,
+          "numoutlets": 2,
+          "outlettype": [
+            "",
+            ""
+          ],
+          "patching_rect": [
+            40,
+            1180,
+            80.0,
+            22.0
+          ],
+          "text": "unpack s s"
+        }
+      },
+      {
+        "box": {
+          "id": "obj-147",
+          "maxclass": "newobj",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            40,
+            1280,
+            87.0,
+            22.0
+          ],
+          "text": "prepend set"
+        }
+      },
+      {
+        "box": {
+          "id": "obj-148",
           "maxclass": "comment",
           "numinlets": 1,
           "numoutlets": 0,
           "patching_rect": [
-            1135,
-            1040,
+            40,
+            1310,
+            140,
+            20
+          ],
+          "presentation": 1,
+          "presentation_rect": [
+            340,
+            150,
+            270,
+            16
+          ],
+          "text": "error"
+        }
+      },
+      {
+        "box": {
+          "id": "obj-149",
+          "maxclass": "comment",
+          "numinlets": 1,
+          "numoutlets": 0,
+          "patching_rect": [
+            40,
+            1240,
             44,
             22
           ],
@@ -3056,7 +3134,7 @@
       },
       {
         "box": {
-          "id": "obj-146",
+          "id": "obj-150",
           "maxclass": "newobj",
           "numinlets": 1,
           "numoutlets": 1,
@@ -3064,8 +3142,41 @@
             ""
           ],
           "patching_rect": [
-            1135,
-            1010,
+            40,
+            1210,
+            87.0,
+            22.0
+          ],
+          "text": "prepend set"
+        }
+      },
+      {
+        "box": {
+          "id": "obj-151",
+          "maxclass": "comment",
+          "numinlets": 1,
+          "numoutlets": 0,
+          "patching_rect": [
+            85,
+            1240,
+            44,
+            22
+          ],
+          "text": ""
+        }
+      },
+      {
+        "box": {
+          "id": "obj-152",
+          "maxclass": "newobj",
+          "numinlets": 1,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            85,
+            1210,
             87.0,
             22.0
           ],
@@ -4745,7 +4856,7 @@
       {
         "patchline": {
           "destination": [
-            "obj-144",
+            "obj-143",
             0
           ],
           "source": [
@@ -4757,19 +4868,7 @@
       {
         "patchline": {
           "destination": [
-            "obj-143",
-            0
-          ],
-          "source": [
-            "obj-144",
-            0
-          ]
-        }
-      },
-      {
-        "patchline": {
-          "destination": [
-            "obj-146",
+            "obj-145",
             0
           ],
           "source": [
@@ -4781,11 +4880,95 @@
       {
         "patchline": {
           "destination": [
+            "obj-144",
+            0
+          ],
+          "source": [
             "obj-145",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "destination": [
+            "obj-146",
+            0
+          ],
+          "source": [
+            "obj-67",
+            16
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "destination": [
+            "obj-147",
+            0
+          ],
+          "source": [
+            "obj-67",
+            16
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "destination": [
+            "obj-148",
+            0
+          ],
+          "source": [
+            "obj-147",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "destination": [
+            "obj-150",
             0
           ],
           "source": [
             "obj-146",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "destination": [
+            "obj-149",
+            0
+          ],
+          "source": [
+            "obj-150",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "destination": [
+            "obj-152",
+            0
+          ],
+          "source": [
+            "obj-146",
+            1
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "destination": [
+            "obj-151",
+            0
+          ],
+          "source": [
+            "obj-152",
             0
           ]
         }

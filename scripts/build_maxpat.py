@@ -37,8 +37,8 @@ UNIT_STYLE = {"%": 5, "ms": 2, "": 1}
 """Live's parameter unit styles: 1 Float, 2 Time (ms), 5 Percent (the dial runs 0-100, the wire 0-1)."""
 MAX_ROWS = int(BY_PATH["/cypher/verse/line"].args[1].high or 0) + 1
 """Verse rows: one per line a verse can have, and row 0 left as a margin."""
-PRESENT_Y = {"/cypher/status/clock": 2, "/cypher/status/turn": 16, "/cypher/latency/stages": 134,
-             "/cypher/error": 150}
+PRESENT_Y = {"/cypher/status/clock": 2, "/cypher/status/turn": 16, "/cypher/sync/drift": 118,
+             "/cypher/latency/stages": 134, "/cypher/error": 150}
 """The replies shown as text on the device face (right column), and where."""
 
 # Inlets, outlets and outlet types of the fixed-shape Max objects used here.
@@ -329,7 +329,7 @@ def verse(p: Patch, route: str, index: int, x: float, y: float) -> None:
     first = p.obj("sel 1", x + 40, y + 60)
     clear = p.add("message", (x + 40, y + 90, 50, 22), "clear all")
     row = p.add("message", (x, y + 120, 90, 22), "set 0 $2 $3")
-    cells = p.add("jit.cellblock", (x, y + 150, 300, 120), None, (340, 32, 270, 100), cols=1, rows=MAX_ROWS,
+    cells = p.add("jit.cellblock", (x, y + 150, 300, 120), None, (340, 32, 270, 84), cols=1, rows=MAX_ROWS,
                   colwidth=268, rowheight=15, hscroll=0, vscroll=1, selmode=0, ignoreclick=1, fontsize=10.0)
     p.connect(route, index, fan)
     p.connect(fan, 1, unpack)

@@ -25,6 +25,7 @@ from engine.presets import load_style
 from engine.worker import LineWorker, WorkerConfig
 from engine.write.grid import flow_grid
 from engine.render import OPPONENT_VOICE, speak_on_grid
+from engine.synth import synth_beat
 from engine.voice.speak import load_voice
 
 pytestmark = [pytest.mark.jack, pytest.mark.models]
@@ -41,6 +42,7 @@ class Played:
     session: LiveSession
     sink: RingSink
     verse: list[tuple]
+    drift: list[tuple]
     bar_frames: list[float]
     recorded: np.ndarray
 
@@ -49,13 +51,17 @@ TYPED = ("you came to the cypher with a borrowed rhyme", "your flow is stuck in 
 
 
 def play_set(bars_of_clock: int, knob_moves: list[tuple[float, str, object]] = (), typed: tuple[str, ...] = TYPED,
-             vocal: np.ndarray | None = None, tempo_bpm: float = TEMPO_BPM) -> Played:
+             vocal: np.ndarray | None = None, tempo_bpm: float = TEMPO_BPM, beat: np.ndarray | None = None,
+             beat_late_s: float = 0.0) -> Played:
     """Run `cypher live`'s session over JACK for `bars_of_clock` bars of a jittered clock: the panel arms a 2-bar
     exchange and types the opponent's lines; `knob_moves` are (seconds after the first clock, OSC address, value)
-    sent while the clock runs; `vocal`, if given, is played into the engine's vocal input from bar 1's line."""
+    sent while the clock runs; `vocal`, if given, is played into the engine's vocal input from bar 1's line, and
+    `beat` into its beat input, `beat_late_s` after it."""
     verse: list[tuple] = []
     dispatcher = Dispatcher()
+    drift: list[tuple] = []
     dispatcher.map("/cypher/verse/line", lambda address, *args: verse.append(args))
+    dispatcher.map("/cypher/sync/drift", lambda address, *args: drift.append(args))
     panel = ThreadingOSCUDPServer(("127.0.0.1", 0), dispatcher)
     threading.Thread(target=panel.serve_forever, daemon=True).start()
 
@@ -65,8 +71,9 @@ def play_set(bars_of_clock: int, knob_moves: list[tuple[float, str, object]] = (
     midi = MidiEventSource(backend, "cypher-live-test in", events, virtual=True)
     daw = open_output(backend, "cypher-live-test in")
     recorder = Recorder("liverec", seconds=4.0 + bars_of_clock * 240.0 / tempo_bpm)
-    player = Player("liveplayer") if vocal is not None else None
-    capture = JackCapture({"vocal": "liveplayer:out"}, RATE, client_name="cypher-live-in") if player else None
+    players = {name: Player(f"live{name}") for name, audio in (("vocal", vocal), ("beat", beat)) if audio is not None}
+    capture = (JackCapture({name: f"live{name}:out" for name in players}, RATE, client_name="cypher-live-in")
+               if players else None)
     output = JackOutput(RingBuffer(16 * RATE), RATE, connect_to="liverec:in", client_name="cypher-live-test")
     output.start()
     replies = Replies("127.0.0.1", panel.server_address[1])
@@ -75,7 +82,8 @@ def play_set(bars_of_clock: int, knob_moves: list[tuple[float, str, object]] = (
     writer = LineWorker(WorkerConfig("lexicon", RATE, warm_voice=load_style("boom_bap").voice))
     sink = RingSink(output, 0)
     session = LiveSession(LiveParts(midi, server, replies, sink, writer, capture=capture,
-                                    hearing=writer if capture else None), EngineState.initial("boom_bap"), events,
+                                    hearing=writer if vocal is not None else None), EngineState.initial("boom_bap"),
+                                    events,
                           commands)
     stop = threading.Event()
     runner = threading.Thread(target=session.run, args=(stop,))
@@ -90,8 +98,9 @@ def play_set(bars_of_clock: int, knob_moves: list[tuple[float, str, object]] = (
             knob.send_message("/cypher/opponent/text", line)
         time.sleep(0.3)
         sender.start()
-        if player is not None:
-            player.play_at(player.frame_of(sender.ideal_time_s(0)), vocal)
+        for name, player in players.items():
+            late_s = beat_late_s if name == "beat" else 0.0
+            player.play_at(sender.ideal_time_s(0) + late_s, vocal if name == "vocal" else beat)
         for at_s, address, value in knob_moves:
             time.sleep(max(0.0, sender.ideal_time_s(0) + at_s - time.monotonic()))
             knob.send_message(address, value)
@@ -105,7 +114,7 @@ def play_set(bars_of_clock: int, knob_moves: list[tuple[float, str, object]] = (
         output.close()
         writer.close()
         panel.shutdown()
-        for client in (player, capture):
+        for client in [*players.values(), capture]:
             if client is not None:
                 client.close()
     assert not runner.is_alive()
@@ -113,7 +122,7 @@ def play_set(bars_of_clock: int, knob_moves: list[tuple[float, str, object]] = (
                   for b in range(bars_of_clock)]
     recorded = recorder.audio
     recorder.close()
-    return Played(session, sink, verse, bar_frames, recorded)
+    return Played(session, sink, verse, drift, bar_frames, recorded)
 
 
 def rms(audio: np.ndarray, lo: float, hi: float) -> float:
@@ -172,3 +181,18 @@ def test_the_opponent_heard_on_the_vocal_bus_is_answered(jack_server: None) -> N
     answer_words = {w for r in first.report.renders for w in r.line.plan.answer_words}
     assert answer_words & set(" ".join(lines).split()), answer_words  # the answer takes up what it heard
     assert [args[0] for args in played.verse[:2]] == [3, 4] and played.sink.dropped_bars == 0
+
+
+def test_a_beat_bus_late_against_the_clock_is_reported_with_the_sync_delay_to_set(jack_server: None) -> None:
+    """The beat played into the beat input 20 ms behind the clock: the panel is told, with Live's setting."""
+    tempo_bpm = 120.0
+    style = load_style("boom_bap")
+    bars = 9
+    beat = synth_beat(style.beat, tempo_bpm, bars, RATE, seed=0)
+    played = play_set(bars, typed=(), beat=beat, beat_late_s=0.020, tempo_bpm=tempo_bpm)
+    watch = played.session.beat_watch
+    assert watch is not None and watch.bars_heard >= bars - 2
+    assert played.drift, ("no drift report reached the panel", watch.watch.matches, watch.watch.offset_ms)
+    offset_ms, advice = played.drift[-1]
+    assert 15.0 < offset_ms < 30.0, played.drift  # 20 ms, plus what JACK MIDI adds to the clock's arrival
+    assert "late" in advice and "raise Live's MIDI Clock Sync Delay by" in advice

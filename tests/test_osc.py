@@ -208,10 +208,14 @@ def test_every_address_round_trips_and_each_set_shows_in_the_next_status(engine:
     engine.loop.publish_meters(-18.5, -9.0, float("-inf"))
     engine.loop.publish_stage_latencies({"listen_s": 0.4, "write_s": 1.1, "voice_s": 0.3, "fx_s": 0.05,
                                          "total_s": 1.85})
+    engine.loop.publish_drift(2500.0, "raise Live's MIDI Clock Sync Delay by 20 ms")
+    engine.loop.publish_drift(-1.5, "")
     engine.send("/cypher/nowhere", 1)
     assert inbox.wait_for(lambda got: {a for _, a, _ in got} >= {a.path for a in outbound()})
     assert inbox.of("/cypher/verse/line") == [(9, 1, "fax machine rhymes on a paper line")]
     assert inbox.of("/cypher/meter/levels") == [(-18.5, -9.0, -120.0)]
+    assert inbox.of("/cypher/sync/drift") == [(1000.0, "raise Live's MIDI Clock Sync Delay by 20 ms"),
+                                             (-1.5, "in time")]  # clamped to the map's range; never empty
     stages = inbox.of("/cypher/latency/stages")[0]
     assert np.allclose(stages, (400.0, 1100.0, 300.0, 50.0, 1850.0), rtol=1e-6)
     assert inbox.of("/cypher/error")[0][0] == "/cypher/nowhere"

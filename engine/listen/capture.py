@@ -1,10 +1,11 @@
 """Live inputs: the beat bus and the opponent's vocal bus, captured from JACK ports, read back bar by bar.
 
 `JackCapture` is a JACK client with one input port per bus. Its process callback only copies each port's block
-into that bus's `CaptureRing` at the block's JACK frame time (no allocation of its own, no lock, no log). The
-turn's thread asks a `CaptureBus` for a bar's audio: the bar's host times come from the clock follower, JACK's
-`frame_time` turns them into frames (capture latency included), and the samples are copied out once the
-callback has written them.
+into that bus's `CaptureRing` at the block's JACK frame time and stamps the block with the host time its cycle
+began (no allocation of its own, no lock, no log). The turn's thread asks a `CaptureBus` for a bar's audio: the
+bar's host times come from the clock follower, the nearest block stamps turn them into frames (capture latency
+included), and the samples are copied out once the callback has written them. Stamping every block keeps the
+mapping right when the audio clock and the host clock drift apart: the MIDI clock follows the host's.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ log = logging.getLogger(__name__)
 FRAME_MASK = 0xFFFFFFFF  # JACK frame times wrap at 32 bits
 HALF_RANGE = 1 << 31
 DEFAULT_CAPTURE_S = 30.0
-CLOCK_READS = 5
 ARRIVAL_WAIT_S = 0.1  # how long a reader waits for the last block of a bar that has just ended
 
 
@@ -86,6 +86,10 @@ class JackCapture:
             raise PortError(f"JACK runs at {client.samplerate} Hz but the engine at {sample_rate} Hz")
         self.sample_rate = sample_rate
         self.rings = {name: CaptureRing(int(capture_s * sample_rate)) for name in sources}
+        stamps = int(capture_s * sample_rate) // max(1, client.blocksize) + 1
+        self._stamp_frame = np.full(stamps, -1, dtype=np.int64)  # each recent block's JACK frame
+        self._stamp_host = np.full(stamps, np.nan, dtype=np.float64)  # and the host time its cycle began
+        self._blocks = 0
         self.latency_frames: dict[str, int] = {}
         self._client = client
         self._ports: list[tuple[Any, CaptureRing]] = []
@@ -111,25 +115,26 @@ class JackCapture:
         log.info("listening on %s", ", ".join(f"{p.name} <- {s}" for (p, _), s in zip(self._ports, sources.values())))
 
     def _process(self, frames: int) -> None:
-        frame = self._client.last_frame_time
+        client = self._client
+        frame = client.last_frame_time
+        slot = self._blocks % len(self._stamp_frame)
+        self._stamp_frame[slot] = frame
+        self._stamp_host[slot] = time.monotonic() - client.frames_since_cycle_start / self.sample_rate
+        self._blocks += 1
         for port, ring in self._ports:
             ring.write_at(frame, port.get_array())
 
     def frame_at(self, time_s: float) -> int:
-        """The JACK frame at host time `time_s` (JACK's clock read beside `time.monotonic()`, tightest of a few)."""
-        best: tuple[float, int, float] | None = None
-        for _ in range(CLOCK_READS):
-            t0 = time.monotonic()
-            frame = self._client.frame_time
-            t1 = time.monotonic()
-            if best is None or t1 - t0 < best[0]:
-                best = (t1 - t0, frame, 0.5 * (t0 + t1))
-        assert best is not None
-        _, frame, now_s = best
+        """The JACK frame captured at host time `time_s`, from the block stamped nearest to it; PortError before
+        the first block."""
+        if self._blocks == 0:
+            raise PortError("the JACK inputs have not captured anything yet: is the JACK server running?")
+        nearest = int(np.nanargmin(np.abs(self._stamp_host - time_s)))
+        frame = int(self._stamp_frame[nearest])
         ring = next(iter(self.rings.values()))
         if ring.written_until is not None:  # unwrap the 32-bit frame time near the ring's frames
             frame = ring.written_until + ((frame - ring.written_until + HALF_RANGE) & FRAME_MASK) - HALF_RANGE
-        return frame + round((time_s - now_s) * self.sample_rate)
+        return frame + round((time_s - float(self._stamp_host[nearest])) * self.sample_rate)
 
     def close(self) -> None:
         """Leave JACK."""
@@ -155,7 +160,7 @@ class CaptureBus:
         try:
             start_s = self.follower.predict_time_s(bar * TICKS_PER_BAR)
             end_s = self.follower.predict_time_s((bar + 1) * TICKS_PER_BAR)
-        except ClockError:
+        except (ClockError, PortError):
             return None
         start = self.capture.frame_at(start_s) + self.latency_frames
         end = self.capture.frame_at(end_s) + self.latency_frames

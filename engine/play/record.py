@@ -64,7 +64,9 @@ class Recorder:
 
 
 class Player:
-    """A JACK client playing one array from its output port `out`, starting at a JACK frame."""
+    """A JACK client playing one array from its output port `out` from a host time on, locked to the host clock
+    (each cycle places its block by the host time the cycle began), as a DAW's audio stays locked to the MIDI
+    clock it sends: on a machine whose audio clock drifts from the host's, a frame-counted player would not."""
 
     def __init__(self, name: str, sample_rate: int = 48000, servername: str | None = None) -> None:
         import jack
@@ -73,38 +75,25 @@ class Player:
         self.client = jack.Client(name, no_start_server=True, servername=servername)
         self.port = self.client.outports.register("out")
         self._audio = np.zeros(0, dtype=np.float32)
-        self._start: int | None = None
+        self._start_s: float | None = None
         self.client.set_process_callback(self._process)
         self.client.activate()
 
-    def play_at(self, frame: int, audio: np.ndarray) -> None:
-        """Play `audio` from JACK frame `frame` on (a frame already past plays the rest)."""
+    def play_at(self, time_s: float, audio: np.ndarray) -> None:
+        """Play `audio` from host time `time_s` (`time.monotonic()`) on; a time already past plays the rest."""
         self._audio = np.asarray(audio, dtype=np.float32)
-        self._start = frame
-
-    def frame_of(self, time_s: float) -> int:
-        """JACK frame of a host time (the tightest of 5 reads of JACK's clock)."""
-        reads = []
-        for _ in range(5):
-            t0 = time.monotonic()
-            frame = self.client.frame_time
-            t1 = time.monotonic()
-            reads.append((t1 - t0, frame + round((time_s - 0.5 * (t0 + t1)) * self.sample_rate)))
-        return min(reads)[1]
+        self._start_s = time_s
 
     def _process(self, frames: int) -> None:
         out = self.port.get_array()
         out.fill(0.0)
-        if self._start is None:
+        if self._start_s is None:
             return
-        at = (self.client.last_frame_time - self._start) & FRAME_MASK
-        if at >= 1 << 31:  # not yet: the start lies ahead
-            ahead = (1 << 32) - at
-            if ahead < frames:
-                out[ahead:] = self._audio[: frames - ahead]
-            return
-        part = self._audio[at:at + frames]
-        out[: len(part)] = part
+        cycle_s = time.monotonic() - self.client.frames_since_cycle_start / self.sample_rate
+        at = round((cycle_s - self._start_s) * self.sample_rate)
+        lo, hi = max(at, 0), max(at + frames, 0)
+        part = self._audio[lo:hi]
+        out[lo - at:lo - at + len(part)] = part
 
     def close(self) -> None:
         """Stop playing and leave JACK."""
