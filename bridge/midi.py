@@ -64,7 +64,7 @@ def jack_running() -> bool:
     jack_wait = shutil.which("jack_wait")
     if jack_wait is not None:
         try:
-            done = subprocess.run([jack_wait, "-c"], capture_output=True, text=True, timeout=5)
+            done = subprocess.run([jack_wait, "-c"], capture_output=True, text=True, timeout=15)  # slow when busy
         except (OSError, subprocess.TimeoutExpired):
             return False
         return any(line.strip() == "running" for line in done.stdout.splitlines())
