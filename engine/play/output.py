@@ -134,6 +134,7 @@ class JackOutput:
         self.callbacks = 0
         self.xruns = 0
         self.reopened = 0
+        self.graph_changes = 0  # JACK's graph-order notifications (clients or connections came or went)
         self.lost_reason: str | None = None
         self._client: Any = None
         self._port: Any = None
@@ -234,6 +235,7 @@ class JackOutput:
             self.xruns += 1
 
     def _on_graph_order(self) -> None:
+        self.graph_changes += 1
         self._latency_stale = True
 
     def _refresh_latency(self) -> None:
