@@ -5,18 +5,29 @@ import numpy as np
 import pytest
 
 from engine.errors import CypherError
-from engine.harness import (HarnessConfig, HarnessError, StyleClassifier, check_bar, locate, render_bars,
-                            run_harness)
+from engine.harness import (HarnessConfig, HarnessError, HarnessRun, StyleClassifier, check_bar, locate,
+                            render_bars, run_harness)
 
 RATE = 48000
 
 
 @pytest.mark.jack
 @pytest.mark.models
+def clean_run(config: HarnessConfig, tries: int = 3) -> HarnessRun:
+    """The first run in which JACK lost no cycles (the recorder saw no gap), else the one that lost fewest: a run
+    on a machine too loaded to keep JACK's cycles measures the machine, not the engine."""
+    runs = []
+    for _ in range(tries):
+        runs.append(run_harness(config))
+        if runs[-1].recorder_gaps == 0:
+            break
+    return min(runs, key=lambda run: run.recorder_gaps)
+
+
 def test_the_harness_passes_a_correct_engine_and_fails_one_playing_every_bar_early(jack_server: None) -> None:
     """Two exchanges at 150 BPM: every answer bar starts on its bar line. The same engine with a sink compensating
     4800 frames (100 ms) too much: every answer bar is a missed downbeat, about 100 ms early on the recording."""
-    good = run_harness(HarnessConfig(tempo_bpm=150.0, turns=2, bars=2))
+    good = clean_run(HarnessConfig(tempo_bpm=150.0, turns=2, bars=2))
     assert good.turns_started == 3 and len(good.bars) == 4  # the clock's last bar line starts a third exchange
     assert [b.bar for b in good.bars] == [2, 3, 6, 7]
     assert good.missed_downbeats == 0, good.bars
