@@ -65,6 +65,9 @@ from engine.write.grid import flow_grid  # noqa: E402
 from engine.write.phonetics import tokenize  # noqa: E402
 from engine.write.planner import assign_slots, syllables_per_word  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "scripts"))
+from bench_voice import wer  # noqa: E402  (one word error rate for both benchmarks)
+
 RATE = 48000
 BLOCK = 1024
 TOLERANCE_S = 0.070
@@ -318,17 +321,6 @@ def voice_end_s(vocal: np.ndarray, lo: int, hi: int, peak: float) -> float | Non
     return None if not len(loud) else (lo + (loud[-1] + 1) * frame) / RATE
 
 
-def word_errors(reference: list[str], hypothesis: list[str]) -> int:
-    """Levenshtein distance over words."""
-    prev = list(range(len(hypothesis) + 1))
-    for i, ref in enumerate(reference, 1):
-        cur = [i] + [0] * len(hypothesis)
-        for j, hyp in enumerate(hypothesis, 1):
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ref != hyp))
-        prev = cur
-    return prev[-1]
-
-
 def bench_vocal(count: int, console: Console, quiet: bool) -> dict[str, Any]:
     """Speak `count` verses over the beat, transcribe per bar, measure WER, word times and latency."""
     style = load_style("boom_bap")
@@ -365,7 +357,7 @@ def bench_vocal(count: int, console: Console, quiet: bool) -> dict[str, Any]:
                 latency_s.append(hi / RATE - end + spent)
         planned = planned_word_starts(style, lines, 1, bar_s)
         said, got = [w for w, _ in planned], [w for w, _ in heard]
-        errors = word_errors(said, got)
+        errors, _ = wer(said, got)
         edits, ref_words = edits + errors, ref_words + len(said)
         blocks = difflib.SequenceMatcher(a=said, b=got, autojunk=False).get_matching_blocks()
         for block in blocks:
