@@ -210,7 +210,8 @@ class LiveSession:
         bars = min(state.opponent_bars, state.our_bars)
         turn = AnswerTurn(
             style, bars, bar, self.follower,
-            vocal_bus=self._bus("vocal", style), beat_bus=self._bus("beat", style),
+            # the beat bus is followed by beat_watch, off the timeline's thread
+            vocal_bus=self._vocal_bus(style), beat_bus=None,
             transcriber=self.ears, writer=self.parts.writer, sink=self.parts.sink, sample_rate=self.sample_rate,
             seed=self.turns_started, on_line=functools.partial(self._publish_line, bar + bars),
             turn_id=self.turns_started,
@@ -221,10 +222,10 @@ class LiveSession:
         log.info("turn %d: the opponent raps bars %d-%d in %s", self.turns_started, bar + 1, bar + bars,
                  style.display_name)
 
-    def _bus(self, name: str, style: Style) -> BusInput:
+    def _vocal_bus(self, style: Style) -> BusInput:
         capture = self.parts.capture
-        if capture is not None and name in capture.rings:
-            return CaptureBus(capture, name, self.follower)
+        if capture is not None and "vocal" in capture.rings:
+            return CaptureBus(capture, "vocal", self.follower)
         return SilentBus(self.follower, style.tempo_bpm, self.sample_rate)
 
     def _publish_line(self, answer_bar: int, index: int, line: FilledLine) -> None:

@@ -6,6 +6,7 @@ Errors name the file, the key and what is allowed, so a producer can fix a prese
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -143,16 +144,22 @@ def _drum(table: dict[str, Any], key: str, where: str) -> str:
     return text
 
 
+def _tables(items: Any, key: str, noun: str, where: str) -> Iterator[tuple[int, dict[str, Any], str]]:
+    """Each table of the array `[[key]]`, with its index and where it is (`file [[key]] #n`) for messages."""
+    if not isinstance(items, list):
+        raise PresetError(f"{where}: '{key}' must be an array of tables ([[{key}]])")
+    for i, item in enumerate(items):
+        item_where = f"{where} [[{key}]] #{i + 1}"
+        if not isinstance(item, dict):
+            raise PresetError(f"{item_where}: each {noun} must be a table")
+        yield i, item, item_where
+
+
 def _controls(items: Any, where: str) -> tuple[ControlSpec, ...]:
     """The `[[controls]]` tables: each MIDI source (kind and number) mapped once; style switches name a style."""
-    if not isinstance(items, list):
-        raise PresetError(f"{where}: 'controls' must be an array of tables ([[controls]])")
     controls: list[ControlSpec] = []
     seen: dict[tuple[str, int], int] = {}
-    for i, item in enumerate(items):
-        c_where = f"{where} [[controls]] #{i + 1}"
-        if not isinstance(item, dict):
-            raise PresetError(f"{c_where}: each control must be a table")
+    for i, item, c_where in _tables(items, "controls", "control", where):
         kind = _get(item, "kind", str, c_where)
         if kind not in CONTROL_KINDS:
             raise PresetError(f"{c_where}: 'kind' must be one of {sorted(CONTROL_KINDS)}, got {kind!r}")
@@ -218,14 +225,8 @@ def parse_style(data: dict[str, Any], source: Path) -> Style:
         accent_db=_ranged(voice_t, "accent_db", 0, 12, f"{where} [voice]"),
     )
 
-    fx_items = data.get("fx", [])
-    if not isinstance(fx_items, list):
-        raise PresetError(f"{where}: 'fx' must be an array of tables ([[fx]])")
     fx = []
-    for i, item in enumerate(fx_items):
-        fx_where = f"{where} [[fx]] #{i + 1}"
-        if not isinstance(item, dict):
-            raise PresetError(f"{fx_where}: each effect must be a table")
+    for _, item, fx_where in _tables(data.get("fx", []), "fx", "effect", where):
         kind = _get(item, "type", str, fx_where)
         if kind not in FX_TYPES:
             raise PresetError(f"{fx_where}: 'type' must be one of {sorted(FX_TYPES)}, got {kind!r}")

@@ -111,7 +111,7 @@ class AnswerTurn:
         opponent_start_bar: int,
         follower: ClockFollower,
         vocal_bus: BusInput,
-        beat_bus: BusInput,
+        beat_bus: BusInput | None,
         transcriber: Ears,
         writer: LineWriting,
         sink: Sink,
@@ -147,7 +147,7 @@ class AnswerTurn:
 
     def on_bar(self, bar: int, time_s: float) -> None:
         """Called by the timeline on each bar line: bar `bar` starts now, so bar `bar - 1` was just heard."""
-        beat = self.beat_bus.bar_audio(bar - 1) if bar > 0 else None
+        beat = self.beat_bus.bar_audio(bar - 1) if self.beat_bus is not None and bar > 0 else None
         if beat is not None:
             self.beat_tracker.push(beat)
         heard = bar - 1 - self.first_bar

@@ -24,6 +24,15 @@ def test_unknown_style_lists_the_shipped_ones():
         load_style("nope")
 
 
+def assert_broken(path, text: str, old: str, new: str, message: str) -> None:
+    """`text` with `old` replaced by `new`, written to `path`, fails to load with `message` naming the file."""
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+    with pytest.raises(PresetError, match=message) as info:
+        load_style_file(path)
+    assert str(path) in str(info.value)
+
+
 @pytest.mark.parametrize(
     ("old", "new", "message"),
     [
@@ -38,12 +47,7 @@ def test_unknown_style_lists_the_shipped_ones():
     ],
 )
 def test_broken_preset_names_file_and_key(tmp_path, old, new, message):
-    assert old in GOOD
-    path = tmp_path / "broken.toml"
-    path.write_text(GOOD.replace(old, new, 1))
-    with pytest.raises(PresetError, match=message) as info:
-        load_style_file(path)
-    assert str(path) in str(info.value)
+    assert_broken(tmp_path / "broken.toml", GOOD, old, new, message)
 
 
 def test_not_toml(tmp_path):
@@ -210,12 +214,7 @@ def test_triplet_hats_land_on_triplet_ticks_and_stay_straight():
     ],
 )
 def test_broken_new_keys_name_file_key_and_what_is_allowed(tmp_path, old, new, message):
-    assert old in TRAP
-    path = tmp_path / "trap.toml"
-    path.write_text(TRAP.replace(old, new, 1))
-    with pytest.raises(PresetError, match=message) as info:
-        load_style_file(path)
-    assert str(path) in str(info.value)
+    assert_broken(tmp_path / "trap.toml", TRAP, old, new, message)
 
 
 def test_fx_and_controls_must_be_arrays_of_tables(tmp_path):

@@ -76,8 +76,8 @@ class BeatBusWatch:
             return
         tail = self._tail if bar == self._next_bar else np.zeros(0, dtype=np.float32)
         history = np.concatenate([tail, audio])
-        bar_s = self.follower.predict_time_s(bar * TICKS_PER_BAR)
         clock_s = [self.follower.predict_time_s(bar * TICKS_PER_BAR + k * PPQN) for k in range(4)]
+        bar_s = clock_s[0]
         window = round(min(SEARCH_S, 15.0 / tempo) * self.sample_rate)
         heard_s = []
         for beat_s in clock_s:

@@ -28,7 +28,8 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from engine.turn import BarRender
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 FRAME_MASK = 0xFFFFFFFF  # JACK frame times are 32-bit and wrap (after 24.8 hours at 48 kHz)
 HALF_RANGE = 1 << 31
@@ -48,6 +50,20 @@ STAMP_SLOTS = 8
 JACK_PREFIX = "jack:"
 DEFAULT_RING_S = 20.0
 DEFAULT_GUARD_FRAMES = 1024  # never write closer than this to the playhead (the callback may be reading there)
+
+
+def read_beside_host(read: Callable[[], T]) -> tuple[T, float]:
+    """An audio clock's reading and the host time (`time.monotonic()`) beside it: of CLOCK_READS reads, the one
+    whose two host readings lie closest (the thread was not interrupted between them)."""
+    best: tuple[float, T, float] | None = None
+    for _ in range(CLOCK_READS):
+        t0 = time.monotonic()
+        value = read()
+        t1 = time.monotonic()
+        if best is None or t1 - t0 < best[0]:
+            best = (t1 - t0, value, 0.5 * (t0 + t1))
+    assert best is not None
+    return best[1], best[2]
 
 
 @dataclass(frozen=True)
@@ -250,15 +266,7 @@ class JackOutput:
             raise PortError(f"the JACK output is not running ({self.lost_reason or 'not started'})")
         if self._latency_stale:
             self._refresh_latency()
-        best: tuple[float, int, float] | None = None
-        for _ in range(CLOCK_READS):
-            t0 = time.monotonic()
-            frame = client.frame_time
-            t1 = time.monotonic()
-            if best is None or t1 - t0 < best[0]:
-                best = (t1 - t0, frame, 0.5 * (t0 + t1))
-        assert best is not None
-        _, frame, now_s = best
+        frame, now_s = read_beside_host(lambda: client.frame_time)
         read = self.ring.read_pos
         position = read + ((frame - read + HALF_RANGE) & FRAME_MASK) - HALF_RANGE
         return position + round((time_s - now_s) * self.sample_rate) - self.output_latency_frames
@@ -431,15 +439,7 @@ class DeviceOutput:
         stream = self._stream
         if stream is None or self.lost_reason is not None or self._stamps == 0:
             raise PortError(f"the audio output is not running ({self.lost_reason or 'not started'})")
-        best: tuple[float, float, float] | None = None
-        for _ in range(CLOCK_READS):
-            t0 = time.monotonic()
-            stream_s = stream.time
-            t1 = time.monotonic()
-            if best is None or t1 - t0 < best[0]:
-                best = (t1 - t0, stream_s, 0.5 * (t0 + t1))
-        assert best is not None
-        _, stream_s, now_s = best
+        stream_s, now_s = read_beside_host(lambda: stream.time)
         slot = (self._stamps - 1) % STAMP_SLOTS
         position, dac_s = int(self._stamp_pos[slot]), float(self._stamp_dac[slot])
         dac_host_s = dac_s + (now_s - stream_s)

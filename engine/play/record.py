@@ -7,6 +7,8 @@ import time
 
 import numpy as np
 
+from engine.play.output import read_beside_host
+
 FRAME_MASK = 0xFFFFFFFF  # JACK frame times wrap at 32 bits
 
 
@@ -43,14 +45,9 @@ class Recorder:
         self.xruns += 1
 
     def frame_of(self, time_s: float) -> float:
-        """JACK frame of a host time, from this client's own reading of JACK's clock (the tightest of 5 reads)."""
-        reads = []
-        for _ in range(5):
-            t0 = time.monotonic()
-            frame = self.client.frame_time
-            t1 = time.monotonic()
-            reads.append((t1 - t0, frame + (time_s - 0.5 * (t0 + t1)) * self.sample_rate))
-        return min(reads)[1]
+        """JACK frame of a host time, from this client's own reading of JACK's clock."""
+        frame, now_s = read_beside_host(lambda: self.client.frame_time)
+        return frame + (time_s - now_s) * self.sample_rate
 
     def clicks(self) -> list[int]:
         """JACK frames of the recorded clicks (samples above 0.5)."""
