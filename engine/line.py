@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,12 +18,14 @@ from pathlib import Path
 import numpy as np
 
 from engine.errors import BackendMissingError
+from engine.perform import Knobs, shape_style
 from engine.presets import Style, VoiceSpec
 from engine.timebase import ticks_to_seconds
 from engine.voice.fx import apply_chain, build_chain
 from engine.voice.speak import Voice
 from engine.write.phonetics import tokenize
 from engine.write.fill_lexicon import LexiconFiller
+from engine.write.memory import BattleMemory
 from engine.write.plan import FillContext, FilledLine, Filler
 from engine.write.planner import assign_slots, plan_line, syllables_per_word
 
@@ -30,6 +33,7 @@ log = logging.getLogger(__name__)
 
 SLOW_FILLER_BUDGET_S = 4.0  # below this much time to a line's bar line, the fast fallback filler writes it
 KEPT_TURNS = 2  # contexts kept: the turn being answered and the one before it
+KEPT_VOICES = 32  # voice deliveries kept (each style's, and what the energy knob made of them)
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,7 @@ class LineJob:
     tempo_bpm: float
     bar_time_s: float
     seed: int = 0
+    knobs: Knobs = Knobs()
 
 
 @dataclass(frozen=True)
@@ -61,7 +66,8 @@ class LineAudio:
 
 
 class LineWriter:
-    """Plans, fills, speaks and shapes answer lines; keeps each turn's context (its lines so far)."""
+    """Plans, fills, speaks and shapes answer lines; keeps each turn's context (its lines so far) and the battle's
+    memory (our lines of every turn, never said again; the opponent's earlier rounds, for callbacks)."""
 
     def __init__(self, filler: Filler, voice_for: Callable[[VoiceSpec], Voice], fallback: Filler | None = None
                  ) -> None:
@@ -69,6 +75,7 @@ class LineWriter:
         self.fallback = fallback
         self.voice_for = voice_for
         self._contexts: dict[int, FillContext] = {}
+        self.memory = BattleMemory()
 
     def context(self, job: LineJob) -> FillContext:
         """The turn's context, made on its first line; contexts of older turns are let go."""
@@ -96,7 +103,11 @@ class LineWriter:
         t0 = time.monotonic()
         ctx = self.context(job)
         ctx.opponent_lines = job.heard_lines
-        plan = plan_line(job.style, job.index, list(job.heard_lines), ctx.previous)
+        ctx.used_lines = self.memory.said()
+        self.memory.hear(job.turn, job.heard_lines)
+        style = shape_style(job.style, job.knobs)
+        plan = plan_line(style, job.index, list(job.heard_lines), ctx.previous,
+                         earlier_heard=self.memory.heard_before(job.turn), answer_count=job.knobs.answer_words)
         filler = self._filler_in_time(job)
         filled = filler.fill_line(plan, ctx)
         words = tuple(w for w in filled.words if tokenize(w))
@@ -104,13 +115,14 @@ class LineWriter:
         slots = assign_slots(plan.grid, sum(counts))
         line = FilledLine(plan, words, counts, slots)
         ctx.previous.append(line)
+        self.memory.say(line.text)
         t1 = time.monotonic()
 
         onsets = tuple(ticks_to_seconds(plan.grid.slot_ticks(s), job.tempo_bpm) for s in slots)
-        voice = self.voice_for(job.style.voice)
+        voice = self.voice_for(style.voice)
         fitted = voice.speak_fitted(words, counts, onsets, [int(s.stressed) for s in slots])
         t2 = time.monotonic()
-        wet = apply_chain(build_chain(job.style.fx, job.tempo_bpm, voice.sample_rate), fitted.audio,
+        wet = apply_chain(build_chain(style.fx, job.tempo_bpm, voice.sample_rate), fitted.audio,
                           voice.sample_rate)
         t3 = time.monotonic()
         return LineAudio(
@@ -137,24 +149,30 @@ def load_filler(words: str, seed: int, gguf_path: Path | None = None) -> tuple[F
 
 
 class VoiceCache:
-    """One loaded voice per voice setting (backend, length, pitch, accent), made on first use."""
+    """Loaded voices per voice setting (backend, length, pitch, accent), made on first use; the least recently used
+    deliveries are let go past KEPT_VOICES (the knobs make a new delivery as they move), never the loaded models."""
 
     def __init__(self, sample_rate: int) -> None:
         self.sample_rate = sample_rate
-        self._voices: dict[VoiceSpec, Voice] = {}
+        self._voices: OrderedDict[VoiceSpec, Voice] = OrderedDict()
+        self._models: dict[str, Voice] = {}  # per backend, the first voice loaded: its model is shared
 
     def __call__(self, spec: VoiceSpec) -> Voice:
         """The voice for `spec`; another delivery of a loaded Piper voice shares its model (no load)."""
         from engine.voice.speak import PiperVoice, load_voice
 
         voice = self._voices.get(spec)
-        if voice is None:
-            base = next((v for s, v in self._voices.items() if s.backend == spec.backend and isinstance(v, PiperVoice)),
-                        None)
-            if base is not None:
-                voice = base.with_delivery(spec.length_scale, spec.pitch_semitones, spec.accent_db)
-            else:
-                voice = load_voice(spec.backend, self.sample_rate, spec.length_scale, spec.pitch_semitones,
-                                   spec.accent_db)
-            self._voices[spec] = voice
+        if voice is not None:
+            self._voices.move_to_end(spec)
+            return voice
+        base = self._models.get(spec.backend)
+        if isinstance(base, PiperVoice):
+            voice = base.with_delivery(spec.length_scale, spec.pitch_semitones, spec.accent_db)
+        else:
+            voice = load_voice(spec.backend, self.sample_rate, spec.length_scale, spec.pitch_semitones,
+                               spec.accent_db)
+            self._models.setdefault(spec.backend, voice)
+        self._voices[spec] = voice
+        while len(self._voices) > KEPT_VOICES:
+            self._voices.popitem(last=False)
         return voice

@@ -23,6 +23,7 @@ from bridge.osc import OscServer, Replies
 from engine.control import ClockStatus, ControlLoop, EngineState
 from engine.errors import CypherError
 from engine.listen.vocal import HeardWord
+from engine.perform import Knobs
 from engine.presets import Style, load_style
 from engine.timebase import bar_samples
 from engine.timeline import Timeline
@@ -214,13 +215,21 @@ class LiveSession:
             vocal_bus=self._vocal_bus(style), beat_bus=None,
             transcriber=self.ears, writer=self.parts.writer, sink=self.parts.sink, sample_rate=self.sample_rate,
             seed=self.turns_started, on_line=functools.partial(self._publish_line, bar + bars),
-            turn_id=self.turns_started,
+            turn_id=self.turns_started, knobs=self._knobs,
         )
         self.turn = turn
         self.recent_turns.append(turn)
         self.turns_started += 1
         log.info("turn %d: the opponent raps bars %d-%d in %s", self.turns_started, bar + 1, bar + bars,
                  style.display_name)
+
+    def _knobs(self) -> Knobs:
+        """The performance knobs as set now (the panel and the controllers keep them within 0..1)."""
+        try:
+            return Knobs.of(self.state.params)
+        except CypherError as exc:
+            log.error("knobs ignored, the preset plays as written: %s", exc)
+            return Knobs()
 
     def _vocal_bus(self, style: Style) -> BusInput:
         capture = self.parts.capture

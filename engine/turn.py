@@ -23,6 +23,7 @@ from engine.errors import CypherError
 from engine.line import LineAudio, LineJob
 from engine.listen.beat import BeatTracker
 from engine.listen.vocal import HeardWord
+from engine.perform import Knobs
 from engine.presets import Style
 from engine.timebase import TICKS_PER_BAR
 from engine.write.plan import FilledLine
@@ -119,6 +120,7 @@ class AnswerTurn:
         seed: int = 0,
         on_line: Callable[[int, FilledLine], None] | None = None,
         turn_id: int = 0,
+        knobs: Callable[[], Knobs] = Knobs,
     ) -> None:
         self.style = style
         self.bars = bars
@@ -134,6 +136,7 @@ class AnswerTurn:
         self.seed = seed
         self.on_line = on_line
         self.turn_id = turn_id
+        self.knobs = knobs  # read as each line is written: a knob moved while the opponent raps shapes what follows
         self.beat_tracker = BeatTracker(sample_rate, reference_bpm=style.tempo_bpm)
         self.heard_lines: list[str] = []
         self.report = TurnReport()
@@ -224,7 +227,7 @@ class AnswerTurn:
         with self._lock:
             style, restyles = self.style, self.restyles
         job = LineJob(self.turn_id, index, style, tuple(self.heard_lines[: index + 1]), tempo, self._bar_time_s(bar),
-                      self.seed)
+                      self.seed, self.knobs())
         made = self.writer.write(job)
         for name, seconds in made.stage_s.items():
             self.report.add_stage(name, seconds)

@@ -21,6 +21,7 @@ from engine.play.output import JackOutput, RingSink
 from engine.listen.capture import JackCapture
 from engine.play.record import Player, Recorder
 from engine.play.ring import RingBuffer
+from engine.perform import Knobs, shape_style
 from engine.presets import load_style
 from engine.worker import LineWorker, WorkerConfig
 from engine.write.grid import flow_grid
@@ -131,8 +132,14 @@ def rms(audio: np.ndarray, lo: float, hi: float) -> float:
 
 
 def test_live_session_answers_typed_lines_on_the_bar_lines_after_the_opponent(jack_server: None) -> None:
-    played = play_set(5)
+    """The density knob, turned up while the opponent raps, fills the answer's grid (the turn reads the knobs as it
+    writes each line)."""
+    played = play_set(5, knob_moves=[(0.1, "/cypher/param/density", 1.0)])
     session, sink, verse, bar_frames = played.session, played.sink, played.verse, played.bar_frames
+    dense = shape_style(load_style("boom_bap"), Knobs(density=1.0))
+    grids = {r.bar: r.line.plan.grid for r in session.recent_turns[0].report.renders}
+    assert [grids[b].slots for b in (2, 3)] == [g.slots for g in flow_grid(dense.flow, 2)]
+    assert all(len(grids[b].slots) > len(g.slots) for b, g in zip((2, 3), flow_grid(load_style("boom_bap").flow, 2)))
     assert session.turns_started == 2  # the second starts on bar 5, after the answer (not yet heard)
     assert [(bar, line) for bar, line, _ in verse] == [(3, 1), (4, 2)]  # the song's bars, from 1
     assert any(w in verse[0][2].split() for w in ("cypher", "borrowed", "rhyme"))

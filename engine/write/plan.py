@@ -17,6 +17,7 @@ class LinePlan:
     rhyme_label: str
     rhyme_words: tuple[str, ...]
     answer_words: tuple[str, ...]
+    callback: str = ""  # an answer word taken from an earlier round, "" when none
 
     @property
     def budget(self) -> int:

@@ -60,6 +60,7 @@ def _anchor_for(bar: int, heard_lines: Sequence[str]) -> tuple[str, ...]:
     return (word, *dict.fromkeys(mates))
 
 
+CALLBACK_EVERY = 4  # the last line of every four calls back to an earlier round
 DEFAULT_ANCHORS = (("time", "rhyme"), ("stage", "page"), ("night", "light"), ("game", "name"))
 
 
@@ -69,13 +70,19 @@ def plan_line(
     heard_lines: Sequence[str],
     written: Sequence[FilledLine] = (),
     earlier_answers: Sequence[str] = (),
+    earlier_heard: Sequence[str] = (),
+    answer_count: int = 2,
 ) -> LinePlan:
     """Plan bar `bar` of an answer from the opponent's lines heard so far and our lines already written.
 
     The rhyme chain follows the style's scheme: the first line of a rhyme group flips the end word of the
     opponent's line in the same place; later lines of the group rhyme with what we actually wrote. Answer words
-    come from the opponent's line in the same place (likely nouns first), not yet taken up by an earlier line.
+    (`answer_count` of them) come from the opponent's line in the same place (likely nouns first), not yet taken
+    up by an earlier line. The last line of every four takes up a word of an earlier round (`earlier_heard`, the
+    opponent's lines of the rounds before, latest first) when there is one: a callback.
     """
+    if answer_count < 1:
+        raise PlanError(f"answer_count must be at least 1, got {answer_count}")
     if not 0 <= bar < MAX_BARS:
         raise PlanError(f"bar must be between 0 and {MAX_BARS - 1}, got {bar}")
     scheme = style.rhyme_scheme
@@ -93,7 +100,16 @@ def plan_line(
     if not pool:
         pool = [w for w in content_words([t for line in heard_lines for t in tokenize(line)]) if w not in taken]
     grid = flow_grid(style.flow, bar + 1)[bar]
-    return LinePlan(bar, grid, label, tuple(dict.fromkeys(rhyme_words)), tuple(pool[:2]))
+    answer = tuple(pool[:answer_count])
+    callback = ""
+    if bar % CALLBACK_EVERY == CALLBACK_EVERY - 1 and earlier_heard:
+        now = set(content_words([t for line in heard_lines for t in tokenize(line)]))
+        earlier = [w for w in content_words([t for line in earlier_heard for t in tokenize(line)])
+                   if w not in taken and w not in now]
+        if earlier:
+            callback = earlier[0]
+            answer = (callback, *answer[: answer_count - 1])
+    return LinePlan(bar, grid, label, tuple(dict.fromkeys(rhyme_words)), answer, callback)
 
 
 def plan_verse(
