@@ -74,9 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _registrars() -> list[Callable[[argparse._SubParsersAction], None]]:
     """The other subcommands: each module's `register(sub)` adds its parser with `set_defaults(run=...)`,
     where `run(args, console) -> int`."""
-    from engine import cli_bridge, cli_calibrate, cli_live, cli_panel, cli_presets
+    from engine import cli_bridge, cli_calibrate, cli_live, cli_panel, cli_presets, cli_write
 
-    return [cli_live.register, cli_bridge.register, cli_panel.register, cli_calibrate.register, cli_presets.register]
+    return [cli_live.register, cli_bridge.register, cli_panel.register, cli_calibrate.register, cli_presets.register,
+            cli_write.register]
 
 
 def _demo(args: argparse.Namespace, console: Console) -> int:
@@ -137,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.run(args, console))
     except CypherError as exc:
-        console.print(f"[bold red]cypher {args.command}:[/] {escape(str(exc))}", highlight=False)
+        console.print(f"[bold red]cypher {args.command}:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 1
     except KeyboardInterrupt:
         console.print("stopped")
