@@ -5,7 +5,9 @@ Beat bus. Synthetic kits (engine.synth, boom bap pattern) at 60-180 BPM, each cl
 0 / 0.12 / 0.2, white noise 20 dB below the kit, and the clock offset from the audio by 0 / +15 / -20 ms (a wrong
 sync delay). Streamed in 1024-sample blocks. Four trackers on the same audio:
   aubio alone           aubio's tempo tracker, no hint, its own beat times;
-  Cypher, no clock      BeatTracker without a reference (beats moved to the hit's attack);
+  aubio tempo, no clock BeatTracker without a reference (aubio's tempo tracker, beats moved to the hit's attack);
+  Cypher, no clock      PulseTracker (engine.listen.pulse): aubio's onsets at their attacks, each predicted beat
+                        snapped to the strongest one near it, the period from the last beat gaps;
   aubio + clock tempo   BeatTracker with the clock's tempo as prior, retuned when the clock's tempo changes;
   Cypher, clock-assisted the clock's beats moved by the offset DriftWatch measures between heard and clock beats,
                         emitted from the first 4 consistent matches on (the offset is the setup's,
@@ -54,6 +56,7 @@ sys.path.insert(0, str(ROOT))
 from engine.errors import PlanError  # noqa: E402
 from engine.listen.beat import BeatTracker  # noqa: E402
 from engine.listen.drift import DriftWatch  # noqa: E402
+from engine.listen.pulse import PulseTracker  # noqa: E402
 from engine.listen.vocal import Transcriber  # noqa: E402
 from engine.presets import BeatSpec, load_style  # noqa: E402
 from engine.render import OPPONENT_VOICE, VOCAL_BLEED, speak_on_grid  # noqa: E402
@@ -77,7 +80,7 @@ NOISE_REL = 0.1  # noise RMS against the kit's RMS: 20 dB below
 SWINGS = (0.0, 0.12, 0.2)
 CLOCK_OFFSETS_MS = (0.0, 15.0, -20.0)  # audio later than the clock by this much
 PATTERN = {"kick": "x.....x...x.....", "snare": "....x.......x...", "hat": "x.x.x.x.x.x.x.x."}
-METHODS = ("aubio alone", "Cypher, no clock", "aubio + clock tempo", "Cypher, clock-assisted")
+METHODS = ("aubio alone", "aubio tempo, no clock", "Cypher, no clock", "aubio + clock tempo", "Cypher, clock-assisted")
 TARGETS = {
     "f_measure": ("≥ 0.95 with clock assistance", 0.95),
     "relock_s": ("≤ 2 s without the clock", 2.0),
@@ -132,14 +135,14 @@ def aubio_alone(audio: np.ndarray) -> list[float]:
     return beats
 
 
-def stream(clip: Clip, tracker: BeatTracker, on_block: Callable[[list[float], float], None] | None = None,
-           retune: bool = False) -> list[float]:
-    """Feed the clip in blocks; retune at the change (the clock's new tempo) when asked."""
+def stream(clip: Clip, tracker: BeatTracker | PulseTracker,
+           on_block: Callable[[list[float], float], None] | None = None, retune: bool = False) -> list[float]:
+    """Feed the clip in blocks; retune a BeatTracker at the change (the clock's new tempo) when asked."""
     change = round(clip.change_s * RATE)
     beats: list[float] = []
     for start in range(0, len(clip.audio), BLOCK):
         end = min(start + BLOCK, len(clip.audio))
-        if retune and start < change <= end:
+        if retune and isinstance(tracker, BeatTracker) and start < change <= end:
             found = tracker.push(clip.audio[start:change])
             tracker.retune(clip.tempo_bpm[1])
             found += tracker.push(clip.audio[change:end])
@@ -227,7 +230,8 @@ def bench_beats(tempi: tuple[float, ...], clips_per_tempo: int, section_s: float
             clip = make_clip(tempo, t_index + c, section_s, seed=17 * t_index + c)
             runs = {
                 "aubio alone": aubio_alone(clip.audio),
-                "Cypher, no clock": stream(clip, BeatTracker(RATE)),
+                "aubio tempo, no clock": stream(clip, BeatTracker(RATE)),
+                "Cypher, no clock": stream(clip, PulseTracker(RATE)),
                 "aubio + clock tempo": stream(clip, BeatTracker(RATE, reference_bpm=tempo), retune=True),
                 "Cypher, clock-assisted": clock_assisted(clip),
             }
@@ -278,10 +282,14 @@ def bench_no_pulse(seconds: float) -> list[dict[str, Any]]:
         watch = DriftWatch()
         watch.push_clock_beats(beat_times_s(clock_bpm, max(2, round(seconds / (240 / clock_bpm))) + 1, RATE))
         watch.push_beats(found)
+        pulse = PulseTracker(RATE)
+        pulse_beats = sum(len(pulse.push(audio[start : start + BLOCK])) for start in range(0, len(audio), BLOCK))
         rows.append({
             "input": name, "confidence": round(tracker.confidence, 2), "tempo_bpm": _round(tracker.tempo_bpm),
             "says": "no pulse" if tracker.tempo_bpm is None else f"{tracker.tempo_bpm:.1f} BPM",
             "beats": len(found), "drift_locked": watch.locked(), "drift_warning": watch.warning() is not None,
+            "no_clock_says": "no pulse" if pulse.tempo_bpm is None else f"{pulse.tempo_bpm:.1f} BPM",
+            "no_clock_beats": pulse_beats,
         })
     return rows
 
@@ -425,13 +433,16 @@ def print_tables(result: dict[str, Any], console: Console) -> None:
                       f"{s['never_relocked']}/{s['clips']}", target)
     console.print(table)
 
-    bad = Table(title="Beat bus, bad input (clock at 90 BPM)")
-    for col in ("input", "confidence", "says", "beats reported", "DriftWatch locked", "drift warning"):
+    bad = Table(title="Beat bus, bad input (clock at 90 BPM; the no-clock tracker without it)")
+    for col in ("input", "confidence", "says", "beats reported", "DriftWatch locked", "drift warning",
+                "no clock: says", "no clock: beats"):
         bad.add_column(col)
     for r in result["no_pulse"]:
         bad.add_row(r["input"], f"{r['confidence']:.2f}", r["says"], str(r["beats"]), str(r["drift_locked"]),
-                    str(r["drift_warning"]))
+                    str(r["drift_warning"]), r["no_clock_says"], str(r["no_clock_beats"]))
     console.print(bad)
+    if "vocal" not in result:
+        return
 
     v = result["vocal"]
     vt = Table(title=f"Vocal bus: {v['verses']} verses ({v['words']} words) at {v['tempo_bpm']:.0f} BPM, "
@@ -456,6 +467,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="3 tempi, 1 clip each, 3 verses (under a minute)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    parser.add_argument("--beats-only", action="store_true", help="the beat bus only, no transcription")
     parser.add_argument("--verses", type=int, default=None, help="how many verses to transcribe (default 21, quick 3)")
     args = parser.parse_args(argv)
     console = Console(width=150)
@@ -469,7 +481,8 @@ def main(argv: list[str] | None = None) -> int:
     result["beats"] = bench_beats(tempi, clips_per_tempo, section_s)
     result["beat_clips"] = len(tempi) * clips_per_tempo
     result["no_pulse"] = bench_no_pulse(15.0 if args.quick else 25.0)
-    result["vocal"] = bench_vocal(verses, console, quiet=args.json)
+    if not args.beats_only:
+        result["vocal"] = bench_vocal(verses, console, quiet=args.json)
     result["wall_s"] = round(time.perf_counter() - started, 1)
     if args.json:
         print(json.dumps(result, indent=1))
