@@ -1,7 +1,8 @@
 """A stand-in DAW over a real JACK server, to play battles against the engine and measure them.
 
 `run_harness` runs a `LiveSession` in this process exactly as `cypher live` does (a `LineWorker` child process
-writing the lines, a `RingSink` over a `JackOutput`), and plays the DAW around it:
+writing the lines, a `RingSink` over a `JackOutput`), and plays the DAW around it, from a process of its own
+(`engine.daw_process`: as a real DAW, its JACK callbacks and clock do not share the engine's GIL):
 
 - a JACK MIDI output into the engine's clock input, sending MIDI clock with seeded jitter (`ClockSender`);
 - the panel over OSC/UDP: turn lengths, arm, the opponent's typed lines, style switches (`/cypher/style/set`);
@@ -36,16 +37,16 @@ from pythonosc.dispatcher import Dispatcher
 from pythonosc.osc_server import ThreadingOSCUDPServer
 from pythonosc.udp_client import SimpleUDPClient
 
-from bridge.clockgen import ClockSender, sleep_until
-from bridge.midi import JACK_BACKEND, MidiEventSource, open_output
+from bridge.clockgen import sleep_until
+from bridge.midi import JACK_BACKEND, MidiEventSource
 from bridge.osc import OscServer, Replies
 from engine.control import EngineState
+from engine.daw_process import DawProcess, DawProcessError, DawSetup
 from engine.errors import CypherError
 from engine.line import LineJob, LineWriter, VoiceCache
 from engine.listen.capture import JackCapture
 from engine.live import LiveParts, LiveSession
 from engine.play.output import JackOutput, RingSink
-from engine.play.record import Player, Recorder
 from engine.play.ring import RingBuffer
 from engine.presets import Style, available_styles, load_style
 from engine.render import OPPONENT_VOICE, opponent_text, speak_on_grid
@@ -169,6 +170,8 @@ class HarnessRun:
     dropped_bars: int = 0
     underruns: int = 0
     recorder_gaps: int = 0
+    clock_restarts: int = 0  # the engine's clock follower took the steady clock for a tempo change
+    clock_outliers: int = 0  # clocks the follower left out of its fit (late deliveries)
     wall_s: float = 0.0
     engine_cpu_s: float = 0.0
     worker_cpu_s: float = 0.0
@@ -196,7 +199,7 @@ class HarnessRun:
         return (values[-1] - values[0]) / values[0]
 
     def cpu_load(self, which: str) -> float:
-        """CPU seconds per wall second of `which` ("engine": this process, harness clients included; "worker")."""
+        """CPU seconds per wall second of `which` ("engine": this process: the engine and the harness's scheduler; "worker")."""
         used = self.engine_cpu_s if which == "engine" else self.worker_cpu_s
         return used / self.wall_s if self.wall_s > 0 else 0.0
 
@@ -276,7 +279,8 @@ def check_bar(recorded: np.ndarray, bar_index: int, render: BarRender | None, ba
 
 
 class _Daw:
-    """The harness's ports and the engine's, opened together and closed in a safe order."""
+    """The engine's ports in this process, the DAW's in a process of its own (`DawProcess`); opened together and
+    closed in a safe order."""
 
     def __init__(self, config: HarnessConfig, seconds: float) -> None:
         tag = f"{os.getpid() % 100000}-{time.monotonic_ns() % 100000}"
@@ -284,10 +288,11 @@ class _Daw:
         self.events: queue.Queue = queue.Queue()
         self.commands: queue.Queue = queue.Queue()
         self._closers: list = []
+        self.players = tuple(k for k, on in (("vocal", config.opponent == "vocal"), ("beat", config.beat)) if on)
         try:
-            # every rtmidi port first: rtmidi holds the GIL while its JACK client joins the graph, and JACK waits
-            # for the cycle of every active client, whose Python process callbacks need the GIL (a deadlock, seen
-            # when the recorder was opened first)
+            # every rtmidi port of this process first: rtmidi holds the GIL while its JACK client joins the graph,
+            # and JACK waits for the cycle of every active client, whose Python process callbacks need the GIL (a
+            # deadlock, seen when a recorder was opened first)
             try:
                 import jack
 
@@ -298,17 +303,13 @@ class _Daw:
             backend = mido.Backend(JACK_BACKEND, load=True)
             self.midi = MidiEventSource(backend, self.names["in"], self.events, virtual=True)
             self._closers.append(self.midi.close)
-            self.clock_port = open_output(backend, self.names["in"])
-            self.recorder = Recorder(self.names["rec"], seconds=seconds)
-            self.recorder.audio.fill(0.0)  # touch every page now: the recording must not look like engine growth
-            self._closers.append(self.recorder.close)
-            self.vocal = Player(self.names["vocal"]) if config.opponent == "vocal" else None
-            self.beat = Player(self.names["beat"]) if config.beat else None
-            for player in (self.vocal, self.beat):
-                if player is not None:
-                    self._closers.append(player.close)
-            sources = {name: f"{self.names[name]}:out" for name, p in (("vocal", self.vocal), ("beat", self.beat))
-                       if p is not None}
+            self.daw = DawProcess(DawSetup(
+                clock_to=self.names["in"], recorder=self.names["rec"], record_s=seconds, tempo_bpm=config.tempo_bpm,
+                jitter_rms_s=config.jitter_rms_s, seed=config.seed, max_clocks=config.bars_of_clock * BAR_CLOCKS,
+                lead_s=CLOCK_LEAD_S, sample_rate=SAMPLE_RATE,
+                players=tuple(self.names[k] for k in self.players)))
+            self._closers.append(self.daw.close)
+            sources = {k: f"{self.names[k]}:out" for k in self.players}
             self.capture = (JackCapture(sources, SAMPLE_RATE, client_name=self.names["cap"]) if sources else None)
             if self.capture is not None:
                 self._closers.append(self.capture.close)
@@ -316,17 +317,29 @@ class _Daw:
                                      connect_to=f"{self.names['rec']}:in", client_name=self.names["out"])
             self.output.start()
             self._closers.append(self.output.close)
+        except DawProcessError as exc:
+            self.close()
+            raise HarnessError(str(exc)) from None
         except BaseException:
-            self.close_clock()
             self.close()
             raise
 
+    def load(self, player: str, clips: list[np.ndarray]) -> None:
+        """Give the DAW's `player` ("vocal" or "beat") its clips."""
+        self.daw.load(self.names[player], clips)
+
+    def play(self, player: str, index: int, time_s: float) -> None:
+        """Play clip `index` on the DAW's `player` from host time `time_s`."""
+        self.daw.play(self.names[player], index, time_s)
+
     def close_clock(self) -> None:
-        """Close the clock's port first: rtmidi on JACK can hang closing a port whose peer is gone."""
-        port = getattr(self, "clock_port", None)
-        if port is not None:
-            port.close()
-            self.clock_port = None
+        """Stop the clock and close its port first: rtmidi on JACK can hang closing a port whose peer is gone."""
+        daw = getattr(self, "daw", None)
+        if daw is not None:
+            try:
+                daw.stop_clock()
+            except DawProcessError as exc:
+                log.warning("stopping the DAW's clock: %s", exc)
 
     def close(self) -> None:
         """Close what was opened, newest first (the engine closes its MIDI input itself when it ran)."""
@@ -348,12 +361,11 @@ class _Scheduler:
     """The DAW's timeline: acts just after each ideal bar line (typed lines, vocal, switches) and measures turns."""
 
     def __init__(self, config: HarnessConfig, daw: _Daw, session: LiveSession, sink: RingSink,
-                 sender: ClockSender, panel: SimpleUDPClient, worker_pid: int | None) -> None:
+                 panel: SimpleUDPClient, worker_pid: int | None) -> None:
         self.config = config
         self.daw = daw
         self.session = session
         self.sink = sink
-        self.sender = sender
         self.panel = panel
         self.worker_pid = worker_pid
         self.cycle = 2 * config.bars
@@ -364,16 +376,15 @@ class _Scheduler:
         self.switched: dict[int, tuple[str, str]] = {}  # turn -> (old, new) style, switched in its answer's bar 1
         style = load_style(config.style)
         self.verses = opponent_verses(style, config.bars, OPPONENT_VERSES)
-        self.vocals: list[np.ndarray] = []
-        if daw.vocal is not None:
+        if "vocal" in daw.players:
             voice = load_voice("piper", SAMPLE_RATE, **OPPONENT_VOICE)
-            self.vocals = [speak_on_grid(voice, style, v, 0, config.bars, config.tempo_bpm, SAMPLE_RATE)
-                           for v in self.verses]
-        self.beat_audio = (synth_beat(style.beat, config.tempo_bpm, self.cycle, SAMPLE_RATE, seed=config.seed)
-                           if daw.beat is not None else None)
+            daw.load("vocal", [speak_on_grid(voice, style, v, 0, config.bars, config.tempo_bpm, SAMPLE_RATE)
+                               for v in self.verses])
+        if "beat" in daw.players:
+            daw.load("beat", [synth_beat(style.beat, config.tempo_bpm, self.cycle, SAMPLE_RATE, seed=config.seed)])
 
     def ideal_s(self, bar: int) -> float:
-        return self.sender.ideal_time_s(bar * BAR_CLOCKS)
+        return self.daw.daw.ideal_time_s(bar * BAR_CLOCKS)
 
     def prepare_turn(self, turn: int) -> None:
         """Before turn `turn`'s first bar line: type its lines; queue its vocal and beat at that bar line."""
@@ -383,10 +394,10 @@ class _Scheduler:
         if self.config.opponent == "typed":
             for line in self.verses[turn % len(self.verses)]:
                 self.panel.send_message("/cypher/opponent/text", line)
-        if self.daw.vocal is not None:
-            self.daw.vocal.play_at(self.daw.vocal.frame_of(self.ideal_s(first)), self.vocals[turn % len(self.vocals)])
-        if self.daw.beat is not None and self.beat_audio is not None:
-            self.daw.beat.play_at(self.daw.beat.frame_of(self.ideal_s(first)), self.beat_audio)
+        if "vocal" in self.daw.players:
+            self.daw.play("vocal", turn % len(self.verses), self.ideal_s(first))
+        if "beat" in self.daw.players:
+            self.daw.play("beat", 0, self.ideal_s(first))
 
     def switch_in(self, turn: int) -> None:
         """Send the style switch for `turn`, SWITCH_INTO_BAR into its answer's first bar."""
@@ -407,8 +418,9 @@ class _Scheduler:
         if found is not None:
             self.run.errors.extend(found.report.errors)
         placements = {p.bar: p for p in self.sink.placements}
-        recorder = self.daw.recorder
-        assert recorder.first is not None
+        first = self.daw.daw.status().first
+        assert first is not None
+        recording = self.daw.daw.recording
         answer = turn * self.cycle + cfg.bars
         for bar in range(answer, answer + cfg.bars):
             render = renders.get(bar)
@@ -423,15 +435,15 @@ class _Scheduler:
             style = found.style.name if found is not None else ""
             if turn in self.switched:
                 style = self.switched[turn][int(bar > answer)]
-            check = check_bar(recorder.audio, ideal - recorder.first, render,
+            check = check_bar(recording, ideal - first, render,
                               None if placement is None else placement.bar_frame,
                               0 if placement is None else placement.late_frames, error_ms, turn, style, SAMPLE_RATE,
                               cfg.tolerance_ms)
             self.run.bars.append(check)
             if turn in self.switched and bar == answer + 1:
-                at = ideal - recorder.first
+                at = ideal - first
                 self.run.switches.append(SwitchClip(turn, bar, self.switched[turn][1],
-                                                    recorder.audio[at:at + self.bar_len].copy()))
+                                                    recording[at:at + self.bar_len].copy()))
         self.run.samples.append(TurnSample(turn, rss_kb(os.getpid()), rss_kb(self.worker_pid)))
 
     def play(self) -> None:
@@ -439,7 +451,7 @@ class _Scheduler:
         cfg = self.config
         for bar in range(cfg.bars_of_clock + 1):
             sleep_until(self.ideal_s(bar) + ACTION_AFTER_LINE_S)
-            self.bar_frames[bar] = round(self.daw.recorder.frame_of(self.ideal_s(bar)))
+            self.bar_frames[bar] = round(self.daw.daw.frame_of(self.ideal_s(bar)))
             turn, in_turn = divmod(bar, self.cycle)
             if in_turn == self.cycle - 1:
                 self.prepare_turn(turn + 1)
@@ -457,7 +469,6 @@ def run_harness(config: HarnessConfig) -> HarnessRun:
     writer: LineWorker | None = None
     runner: threading.Thread | None = None
     stop = threading.Event()
-    sender: ClockSender | None = None
     replies = server = None
     rejected: list[str] = []
     dispatcher = Dispatcher()
@@ -471,7 +482,7 @@ def run_harness(config: HarnessConfig) -> HarnessRun:
         replies = Replies("127.0.0.1", panel_port)
         server = OscServer(daw.commands, replies, port=0)
         sink = RingSink(daw.output, config.compensation_frames)
-        hearing = writer if daw.vocal is not None else None
+        hearing = writer if "vocal" in daw.players else None
         session = LiveSession(LiveParts(daw.midi, server, replies, sink, writer, capture=daw.capture,
                                         hearing=hearing), EngineState.initial(config.style), daw.events,
                               daw.commands, sample_rate=SAMPLE_RATE)
@@ -481,12 +492,10 @@ def run_harness(config: HarnessConfig) -> HarnessRun:
         for address, value in [("/cypher/turn/opponent", config.bars), ("/cypher/turn/ours", config.bars),
                                ("/cypher/arm/set", 1)]:
             panel.send_message(address, value)
-        sender = ClockSender(daw.clock_port, config.tempo_bpm, jitter_rms_s=config.jitter_rms_s, seed=config.seed,
-                             max_clocks=config.bars_of_clock * BAR_CLOCKS, lead_s=CLOCK_LEAD_S)
+        scheduler = _Scheduler(config, daw, session, sink, panel, writer.pid)  # renders the buses first
         time.sleep(0.3)
         cpu0, worker0, t0 = os.times(), cpu_seconds(writer.pid), time.monotonic()
-        sender.start()
-        scheduler = _Scheduler(config, daw, session, sink, sender, panel, writer.pid)
+        daw.daw.start_clock()
         scheduler.prepare_turn(0)
         scheduler.play()
         cpu1, worker1 = os.times(), cpu_seconds(writer.pid)
@@ -497,12 +506,12 @@ def run_harness(config: HarnessConfig) -> HarnessRun:
         result.turns_started = session.turns_started
         result.dropped_bars = sink.dropped_bars
         result.underruns = daw.output.stats().underruns
-        result.recorder_gaps = daw.recorder.gaps
+        result.recorder_gaps = daw.daw.status().gaps
+        result.clock_restarts = session.follower.tempo_changes
+        result.clock_outliers = session.follower.outliers
         result.errors.extend(f"panel: {r}" for r in rejected)
         return result
     finally:
-        if sender is not None:
-            sender.stop()
         daw.close_clock()
         stop.set()
         if runner is not None:

@@ -10,7 +10,7 @@ the engine's output. Rows:
   placement error    where the sink put the bar line vs the ideal bar line (median)
   underruns          JACK xruns seen by the engine's output; recorder gaps (cycles the recorder lost)
   memory growth      VmRSS from the first turn's end to the last, engine process and worker     target < 5%
-  CPU load           CPU seconds per second, engine process (harness clients included) and worker
+  CPU load           CPU seconds per second, engine process (with the harness's scheduler thread; the DAW runs in its own process) and worker
   style bleed        the first answer bar after each switch, classified from the recording by a nearest-centroid
                      classifier trained on offline renders of the five styles at that tempo   target >= 90%
   classifier check   the same classifier on held-out offline renders (what it can do without bleed)
@@ -24,6 +24,7 @@ Needs a running JACK server (`jackd -d dummy -r 48000 -p 256 &`).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import multiprocessing
@@ -95,6 +96,8 @@ def summarise(run: HarnessRun, guesses: list[tuple[str, str]], held_right: int, 
         "underruns": run.underruns,
         "recorder_gaps": run.recorder_gaps,
         "dropped_bars": run.dropped_bars,
+        "clock_restarts": run.clock_restarts,
+        "clock_outliers": run.clock_outliers,
         "memory_growth_engine": growth_engine,
         "memory_growth_worker": growth_worker,
         "engine_rss_mb": run.samples[-1].engine_rss_kb / 1024 if run.samples else None,
@@ -106,6 +109,7 @@ def summarise(run: HarnessRun, guesses: list[tuple[str, str]], held_right: int, 
         "switch_guesses": guesses,
         "classifier_held_out": share(held_right, held_total),
         "errors": run.errors[:10],
+        "missed": [dataclasses.asdict(b) for b in run.bars if not b.on_time],
     }
 
 

@@ -15,13 +15,15 @@ FRAME_MASK = 0xFFFFFFFF  # JACK frame times wrap at 32 bits
 class Recorder:
     """A JACK client recording its input port `in` by JACK frame time."""
 
-    def __init__(self, name: str, seconds: float, sample_rate: int = 48000, servername: str | None = None) -> None:
+    def __init__(self, name: str, seconds: float, sample_rate: int = 48000, servername: str | None = None,
+                 buffer: np.ndarray | None = None) -> None:
+        """Record `seconds` (into `buffer`, a float32 array of that many samples, when given: shared memory)."""
         import jack
 
         self.sample_rate = sample_rate
         self.client = jack.Client(name, no_start_server=True, servername=servername)
         self.port = self.client.inports.register("in")
-        self.audio = np.zeros(int(seconds * sample_rate), dtype=np.float32)
+        self.audio = buffer if buffer is not None else np.zeros(int(seconds * sample_rate), dtype=np.float32)
         self.first: int | None = None
         self.gaps = 0  # cycles whose start was not where the previous one ended: JACK lost cycles in between
         self.xruns = 0
