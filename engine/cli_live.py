@@ -15,7 +15,7 @@ from bridge.midi import MidiEventSource, open_backend
 from bridge.osc import add_server_arguments, open_from_args
 from engine.control import EngineState
 from engine.listen.capture import JackCapture
-from engine.live import SAMPLE_RATE, VIRTUAL_MIDI_IN, LiveParts, LiveSession
+from engine.live import DEFAULT_SILENCE_ENDS_TURN_S, SAMPLE_RATE, VIRTUAL_MIDI_IN, LiveParts, LiveSession
 from engine.play.latency import load_compensation
 from engine.play.output import RingSink, open_output
 from engine.presets import available_styles, load_style
@@ -33,10 +33,23 @@ Then, from the Max for Live device or `cypher panel --send ...`:
   /cypher/arm/set 1                       arm: the next bar starts the opponent's turn
   /cypher/opponent/text "your line here"  one line per bar of the opponent's verse (overrides --vocal-in)
   /cypher/turn/opponent 4                 the opponent's bars (Cypher answers for as many)
+  /cypher/turn/answer                     answer now: Cypher's turn starts on the next bar line
+With --vocal-in, the opponent's turn also ends when they have been quiet for --silence-ends-turn seconds.
 
 The answer starts on the bar line after the opponent's verse, placed by the clock's prediction, early by the
 output latency and the round trip measured by `cypher calibrate` (or the reference rig's 256 frames).
 """
+
+
+def _seconds(text: str) -> float:
+    """A number of seconds, 0 or more (argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0.0 <= value <= 60.0:
+        raise argparse.ArgumentTypeError(f"{value:g} s is outside 0..60 s")
+    return value
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -55,6 +68,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--vocal-in", default=None, metavar="PORT",
                         help="JACK output port carrying the opponent's vocal bus: their words are recognised bar by "
                              "bar (typed lines from the panel still win)")
+    parser.add_argument("--silence-ends-turn", type=_seconds, default=DEFAULT_SILENCE_ENDS_TURN_S,
+                        metavar="SECONDS",
+                        help="with --vocal-in: the opponent's turn ends when their bus has been quiet this long after "
+                             "they rapped, and the answer starts on the next bar line (default "
+                             f"{DEFAULT_SILENCE_ENDS_TURN_S:g}; 0: only the bar count and the panel's answer-now)")
     parser.add_argument("--style", default="boom_bap", help=f"starting style ({', '.join(available_styles())})")
     parser.add_argument("--words", choices=("auto", "lm", "lexicon"), default="auto",
                         help="words backend (default: the language model if installed)")
@@ -72,7 +90,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
     events: queue.Queue = queue.Queue()
     commands: queue.Queue = queue.Queue()
     with console.status("loading the language model and the voice in the line worker"):
-        writer = LineWorker(WorkerConfig(args.words, SAMPLE_RATE, seed=0, warm_voice=style.voice))
+        writer = LineWorker(WorkerConfig(args.words, SAMPLE_RATE, seed=0, warm_voice=style.voice,
+                                         warm_ears=bool(args.vocal_in)))
     try:
         backend = open_backend("auto")
         midi = (MidiEventSource(backend, args.midi_in, events) if args.midi_in
@@ -94,7 +113,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
         router = ControlRouter(style, args.controls or default_user_map_path(), known_styles=state.styles)
         sink = RingSink(output, load_compensation().frames_at(SAMPLE_RATE))
         session = LiveSession(LiveParts(midi, server, replies, sink, writer, router, capture,
-                                        hearing=writer if args.vocal_in else None), state, events, commands)
+                                        hearing=writer if args.vocal_in else None), state, events, commands,
+                              silence_ends_turn_s=args.silence_ends_turn)
         console.print(f"Cypher live: clock from '{midi.name}', answer to {args.audio_out or 'the default output'}, "
                       f"OSC on {args.osc_host}:{args.osc_port}, words by {writer.words_backend} (worker process "
                       f"{writer.pid}). Ctrl-C stops.")

@@ -175,9 +175,11 @@ class ControlLoop:
 
     def __init__(self, state: EngineState, commands: queue.Queue[Command], replies: Replies,
                  clock: Callable[[], ClockStatus] = lambda: STOPPED,
-                 on_style: Callable[[str], None] | None = None) -> None:
+                 on_style: Callable[[str], None] | None = None,
+                 on_answer: Callable[[], None] | None = None) -> None:
         self.state = state
         self.on_style = on_style  # told of each style switch as soon as it applies, to land on the next bar line
+        self.on_answer = on_answer  # told of "answer now" as soon as it applies, to move the answer ahead of its line
         self._commands = commands
         self._replies = replies
         self._clock = clock
@@ -257,6 +259,8 @@ class ControlLoop:
             self.applied += 1
             if command.path == "/cypher/style/set" and self.on_style is not None:
                 self.on_style(self.state.style)
+            elif command.path == "/cypher/turn/answer" and self.on_answer is not None:
+                self.on_answer()
 
     def _publish(self) -> None:
         self._replies.send_bundle(self.state.status_messages(self._clock()))

@@ -478,7 +478,8 @@ def run_harness(config: HarnessConfig) -> HarnessRun:
     panel_port = panel_in.server_address[1]
     try:
         style = load_style(config.style)
-        writer = LineWorker(WorkerConfig(config.words, SAMPLE_RATE, seed=config.seed, warm_voice=style.voice))
+        writer = LineWorker(WorkerConfig(config.words, SAMPLE_RATE, seed=config.seed, warm_voice=style.voice,
+                                         warm_ears=config.opponent == "vocal"))
         replies = Replies("127.0.0.1", panel_port)
         server = OscServer(daw.commands, replies, port=0)
         sink = RingSink(daw.output, config.compensation_frames)

@@ -2,20 +2,23 @@
 
 The same turn code as the offline demo; what differs is the clock source (a real MIDI input), the sink (the ring
 buffer of an audio output) and the ears. Turns follow the panel: once armed, the opponent raps for their bars
-(their lines typed into the panel or sent over OSC), Cypher answers on the next bar line for as many bars.
+(their lines typed into the panel or sent over OSC), Cypher answers on the next bar line for as many bars. An
+opponent's turn also ends early on the panel's "answer now" or when the vocal bus has been quiet for
+`silence_ends_turn_s` after they rapped: the answer then starts on the next bar line.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import queue
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
 
+from bridge.addresses import Command
 from bridge.clock import ClockFollower
 from bridge.control import ControlRouter, ParamChange, StyleChange
 from bridge.midi import MidiEventSource
@@ -25,10 +28,11 @@ from engine.errors import CypherError
 from engine.listen.vocal import HeardWord
 from engine.perform import Knobs
 from engine.presets import Style, load_style
-from engine.timebase import bar_samples
+from engine.timebase import TICKS_PER_BAR, bar_samples
 from engine.timeline import Timeline
 from engine.listen.beatwatch import BeatBusWatch
 from engine.listen.capture import CaptureBus, JackCapture
+from engine.listen.vocalwatch import VocalTurnEnd
 from engine.turn import AnswerTurn, BusInput, Ears, LineWriting, Sink
 from engine.write.plan import FilledLine
 
@@ -37,6 +41,8 @@ log = logging.getLogger(__name__)
 SAMPLE_RATE = 48000
 VIRTUAL_MIDI_IN = "Cypher clock in"
 RECENT_TURNS = 4
+DEFAULT_SILENCE_ENDS_TURN_S = 1.5  # the vocal bus quiet this long after the opponent rapped ends the turn early
+#                                    (longer than the pauses between lines; 0 turns it off)
 
 
 class SilentBus:
@@ -119,14 +125,15 @@ class LiveSession:
     """Follows the clock, keeps the turns, answers on the bar line; `run()` until `stop` is set."""
 
     def __init__(self, parts: LiveParts, state: EngineState, events: "queue.Queue", commands: "queue.Queue",
-                 sample_rate: int = SAMPLE_RATE) -> None:
+                 sample_rate: int = SAMPLE_RATE, silence_ends_turn_s: float = DEFAULT_SILENCE_ENDS_TURN_S) -> None:
         self.parts = parts
         self.state = state
         self.events = events
+        self.commands = commands
         self.follower = ClockFollower()
         self.sample_rate = sample_rate
         self.control = ControlLoop(state, commands, parts.replies, clock=lambda: ClockStatus.of(self.follower),
-                                   on_style=self._switch_style)
+                                   on_style=self._switch_style, on_answer=self._answer_now)
         self.timeline = Timeline(events, self.follower, self._on_bar,
                                  self._on_control if parts.router is not None else None)
         self.turn: AnswerTurn | None = None
@@ -142,6 +149,10 @@ class LiveSession:
                                         report=self.control.publish_drift)
                            if capture is not None and "beat" in capture.rings else None)
         self._style_playing = state.style
+        self.early_ends = 0  # opponent turns ended before their bar count (silence, "answer now")
+        self._last_voiced_bar: int | None = None  # the bar the opponent's voice ended in, when silence ended the turn
+        self.turn_end = (VocalTurnEnd(capture.rings["vocal"], sample_rate, self._on_silence, silence_ends_turn_s)
+                         if capture is not None and "vocal" in capture.rings and silence_ends_turn_s > 0 else None)
 
     def _on_control(self, event: object) -> None:
         """A controller message (timeline thread): a style switch is heard now, to land on the next bar line."""
@@ -178,6 +189,10 @@ class LiveSession:
             self._apply_controls(router)
         self.control.on_bar(bar, time_s)
         state = self.state
+        turn = self.turn
+        if (state.turn == "ours" and self._last_turn == "opponent" and turn is not None
+                and bar < turn.answer_bar):  # "answer now" applied on this bar line: the first bar is late
+            turn.answer_from(bar)
         if state.turn == "opponent" and self._last_turn != "opponent":
             self._start_turn(bar)
         self._last_turn = state.turn
@@ -214,10 +229,12 @@ class LiveSession:
             # the beat bus is followed by beat_watch, off the timeline's thread
             vocal_bus=self._vocal_bus(style), beat_bus=None,
             transcriber=self.ears, writer=self.parts.writer, sink=self.parts.sink, sample_rate=self.sample_rate,
-            seed=self.turns_started, on_line=functools.partial(self._publish_line, bar + bars),
+            seed=self.turns_started, on_line=self._publish_line,
             turn_id=self.turns_started, knobs=self._knobs,
         )
         self.turn = turn
+        if self.turn_end is not None:
+            self.turn_end.reset()
         self.recent_turns.append(turn)
         self.turns_started += 1
         log.info("turn %d: the opponent raps bars %d-%d in %s", self.turns_started, bar + 1, bar + bars,
@@ -231,14 +248,44 @@ class LiveSession:
             log.error("knobs ignored, the preset plays as written: %s", exc)
             return Knobs()
 
+    def _answer_now(self) -> None:
+        """"Answer now" applied (the control thread): the turn ends on the next bar line, so the lines already made
+        move there now, ahead of it (the bar line's own check, in `_on_bar`, catches one applied on the line)."""
+        turn = self.turn
+        last_voiced, self._last_voiced_bar = self._last_voiced_bar, None
+        if turn is not None and self.state.turn == "opponent":
+            self.early_ends += 1
+            turn.answer_from(self._bar + 1, last_voiced)
+
+    def _on_silence(self, end_s: float) -> None:
+        """The vocal bus went quiet (the vocal watch's thread): the opponent's turn ends, the answer starts on the
+        next bar line, as if the panel had said "answer now". Not before the turn's second bar: the answer's first
+        line is written from the opponent's first bar, after it was heard."""
+        turn = self.turn
+        if self.state.turn != "opponent" or turn is None or self._bar < turn.first_bar + 1:
+            return
+        log.info("the opponent went quiet %.1f s ago: answering on the next bar line", time.monotonic() - end_s)
+        self._last_voiced_bar = self._bar_at(end_s, turn.first_bar)
+        self.commands.put(Command("/cypher/turn/answer", (), time.monotonic()))
+
+    def _bar_at(self, time_s: float, earliest: int) -> int:
+        """The bar (not before `earliest`) host time `time_s` fell in, by the clock's bar lines."""
+        bar = max(self._bar, earliest)
+        try:
+            while bar > earliest and self.follower.predict_time_s(bar * TICKS_PER_BAR) > time_s:
+                bar -= 1
+        except CypherError:  # the clock stopped: the bar now playing
+            pass
+        return bar
+
     def _vocal_bus(self, style: Style) -> BusInput:
         capture = self.parts.capture
         if capture is not None and "vocal" in capture.rings:
             return CaptureBus(capture, "vocal", self.follower)
         return SilentBus(self.follower, style.tempo_bpm, self.sample_rate)
 
-    def _publish_line(self, answer_bar: int, index: int, line: FilledLine) -> None:
-        self.control.publish_verse_line(answer_bar + index + 1, index + 1, line.text)
+    def _publish_line(self, bar: int, index: int, line: FilledLine) -> None:
+        self.control.publish_verse_line(bar + 1, index + 1, line.text)
 
     def run(self, stop: threading.Event) -> None:
         """Serve OSC and follow the clock until `stop` is set; then close the turn, ports and server."""
@@ -252,6 +299,8 @@ class LiveSession:
                 self.turn.close(timeout_s=5.0)
             if self.beat_watch is not None:
                 self.beat_watch.close()
+            if self.turn_end is not None:
+                self.turn_end.close()
             poller.join(1.0)
             self.parts.server.close()
             self.parts.midi.close()

@@ -8,6 +8,7 @@ predicted for. Writing runs while the opponent is still rapping.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import threading
@@ -118,7 +119,7 @@ class AnswerTurn:
         sink: Sink,
         sample_rate: int,
         seed: int = 0,
-        on_line: Callable[[int, FilledLine], None] | None = None,
+        on_line: Callable[[int, int, FilledLine], None] | None = None,
         turn_id: int = 0,
         knobs: Callable[[], Knobs] = Knobs,
     ) -> None:
@@ -139,6 +140,9 @@ class AnswerTurn:
         self.knobs = knobs  # read as each line is written: a knob moved while the opponent raps shapes what follows
         self.beat_tracker = BeatTracker(sample_rate, reference_bpm=style.tempo_bpm)
         self.heard_lines: list[str] = []
+        self.heard_bars = bars  # the opponent's bars listened to: fewer when the turn ends early (answer_from)
+        self._queued_heard = 0  # heard bars given to the worker so far
+        self._rest_queued = False  # after an early end: the lines with no heard bar of their own, given too
         self.report = TurnReport()
         self.done = threading.Event()
         self.restyles = 0
@@ -154,8 +158,11 @@ class AnswerTurn:
         if beat is not None:
             self.beat_tracker.push(beat)
         heard = bar - 1 - self.first_bar
-        if 0 <= heard < self.bars:
-            self._jobs.put((heard, False))
+        with self._lock:
+            if 0 <= heard < self.heard_bars:
+                self._jobs.put((heard, False))
+                self._queued_heard = heard + 1
+                self._queue_rest()
         if bar == self.answer_bar:
             self.report.cue_time_s = time_s
         if bar >= self.answer_bar + self.bars:
@@ -178,6 +185,40 @@ class AnswerTurn:
         for index in redo:
             self._jobs.put((index, True))
         log.info("style %s from bar %d; %d answer bars made again", style.display_name, from_bar + 1, len(redo))
+
+    def answer_from(self, bar: int, last_voiced_bar: int | None = None) -> None:
+        """The opponent's turn ended early (silence on the vocal bus, or "answer now"): answer from bar `bar`'s line
+        on (call it before that line). Bars from `bar` on, and after `last_voiced_bar` when it is known, are not
+        listened to; the answer's lines with no heard bar of their own answer the verse heard so far; lines already
+        made move to their new bars (their old places are cut) and are announced again."""
+        with self._lock:
+            if not self.first_bar < bar < self.answer_bar:
+                return
+            shift = self.answer_bar - bar
+            heard_until = bar if last_voiced_bar is None else min(bar, last_voiced_bar + 1)
+            self.heard_bars = max(1, heard_until - self.first_bar, self._queued_heard)
+            self.answer_bar = bar
+            self._queue_rest()
+            cut_s = self._bar_time_s(bar)
+            if cut_s == cut_s:  # not NaN
+                self.sink.cut_from(cut_s, 0.0)
+            moved = [dataclasses.replace(r, bar=r.bar - shift, start_time_s=self._bar_time_s(r.bar - shift))
+                     for r in self.report.renders]
+            self.report.renders = moved
+            for render in moved:
+                self.sink.submit(render)
+        if self.on_line is not None:
+            for render in moved:
+                self.on_line(render.bar, render.bar - bar, render.line)
+        log.info("the opponent's turn ended after %d bars: answering from bar %d", self.heard_bars, bar + 1)
+
+    def _queue_rest(self) -> None:
+        """Once every heard bar is with the worker, give it the lines no heard bar was left for (an early end).
+        Called with the lock held."""
+        if not self._rest_queued and self._queued_heard >= self.heard_bars and self.heard_bars < self.bars:
+            self._rest_queued = True
+            for index in range(self.heard_bars, self.bars):
+                self._jobs.put((index, False))
 
     def close(self, timeout_s: float = 30.0) -> None:
         """Stop the worker once it has finished what it has."""
@@ -215,7 +256,7 @@ class AnswerTurn:
     def _answer_line(self, index: int, again: bool = False) -> None:
         """Hear bar `index` of the opponent's turn and make the answer's line; `again`: make it again (a switch)."""
         t0 = time.monotonic()
-        if not again:
+        if not again and index < self.heard_bars:
             audio = self._heard_audio(self.first_bar + index)
             words = self.transcriber.transcribe(audio, self.sample_rate) if audio is not None else []
             self.report.heard.append(words)
@@ -235,20 +276,21 @@ class AnswerTurn:
         if made.fell_back:
             self.report.fallback_lines += 1
 
-        render = BarRender(
-            bar=bar,
-            start_time_s=self.follower.predict_time_s(bar * TICKS_PER_BAR),
-            audio=made.audio,
-            lead_samples=made.lead_samples,
-            line=made.line,
-            planned_onsets_s=made.planned_onsets_s,
-            vowel_onsets_s=made.vowel_onsets_s,
-            ready_time_s=time.monotonic(),
-        )
         with self._lock:
+            bar = self.answer_bar + index  # where the answer is now: an early end may have moved it
             if restyles != self.restyles and bar >= self._style_from_bar:
                 self._jobs.put((index, True))  # the style switched while this line was made: make it again
                 return
+            render = BarRender(
+                bar=bar,
+                start_time_s=self.follower.predict_time_s(bar * TICKS_PER_BAR),
+                audio=made.audio,
+                lead_samples=made.lead_samples,
+                line=made.line,
+                planned_onsets_s=made.planned_onsets_s,
+                vowel_onsets_s=made.vowel_onsets_s,
+                ready_time_s=time.monotonic(),
+            )
             self.sink.submit(render)
             self.report.renders.append(render)
             self.report.lines.append(made.line)
@@ -256,5 +298,5 @@ class AnswerTurn:
                 self.report.renders.sort(key=lambda r: r.bar)
                 self.report.lines.sort(key=lambda ln: ln.plan.bar)
         if self.on_line is not None:
-            self.on_line(index, made.line)
+            self.on_line(bar, index, made.line)
         log.info("bar %d ready %.2f s after its bar was heard: %s", index + 1, time.monotonic() - t0, made.line.text)

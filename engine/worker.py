@@ -54,6 +54,7 @@ class WorkerConfig:
     sample_rate: int = 48000
     seed: int = 0
     warm_voice: VoiceSpec | None = None
+    warm_ears: bool = False  # load speech recognition before the set (a vocal bus is plugged in)
     gguf_path: Path | None = None  # other language model weights than the shipped SmolLM2
 
 
@@ -78,6 +79,12 @@ def _serve(conn: Connection, config: WorkerConfig) -> None:
         return
     writer = LineWriter(filler, voices, fallback=LexiconFiller() if words_backend != "lexicon" else None)
     transcriber: Transcriber | None = None
+    if config.warm_ears:
+        try:
+            transcriber = Transcriber(cpu_threads=1)
+            transcriber.transcribe(np.zeros(config.sample_rate, dtype=np.float32), config.sample_rate)
+        except CypherError as exc:  # typed lines still work: the first heard bar says why recognition failed
+            log.warning("speech recognition not loaded: %s", exc)
     conn.send(("ready", words_backend))
     while True:
         try:

@@ -53,7 +53,7 @@ TYPED = ("you came to the cypher with a borrowed rhyme", "your flow is stuck in 
 
 def play_set(bars_of_clock: int, knob_moves: list[tuple[float, str, object]] = (), typed: tuple[str, ...] = TYPED,
              vocal: np.ndarray | None = None, tempo_bpm: float = TEMPO_BPM, beat: np.ndarray | None = None,
-             beat_late_s: float = 0.0) -> Played:
+             beat_late_s: float = 0.0, turn_bars: int = 2) -> Played:
     """Run `cypher live`'s session over JACK for `bars_of_clock` bars of a jittered clock: the panel arms a 2-bar
     exchange and types the opponent's lines; `knob_moves` are (seconds after the first clock, OSC address, value)
     sent while the clock runs; `vocal`, if given, is played into the engine's vocal input from bar 1's line, and
@@ -80,7 +80,8 @@ def play_set(bars_of_clock: int, knob_moves: list[tuple[float, str, object]] = (
     replies = Replies("127.0.0.1", panel.server_address[1])
     server = OscServer(commands, replies, port=0)
     # the models' process, warmed up on the style's voice, as `cypher live` starts it
-    writer = LineWorker(WorkerConfig("lexicon", RATE, warm_voice=load_style("boom_bap").voice))
+    writer = LineWorker(WorkerConfig("lexicon", RATE, warm_voice=load_style("boom_bap").voice,
+                                     warm_ears=vocal is not None))
     sink = RingSink(output, 0)
     session = LiveSession(LiveParts(midi, server, replies, sink, writer, capture=capture,
                                     hearing=writer if vocal is not None else None), EngineState.initial("boom_bap"),
@@ -93,7 +94,8 @@ def play_set(bars_of_clock: int, knob_moves: list[tuple[float, str, object]] = (
                          lead_s=0.3)
     try:
         knob = SimpleUDPClient("127.0.0.1", server.port)
-        for address, value in [("/cypher/turn/opponent", 2), ("/cypher/turn/ours", 2), ("/cypher/arm/set", 1)]:
+        for address, value in [("/cypher/turn/opponent", turn_bars), ("/cypher/turn/ours", turn_bars),
+                               ("/cypher/arm/set", 1)]:
             knob.send_message(address, value)
         for line in typed:
             knob.send_message("/cypher/opponent/text", line)
@@ -188,6 +190,31 @@ def test_the_opponent_heard_on_the_vocal_bus_is_answered(jack_server: None) -> N
     answer_words = {w for r in first.report.renders for w in r.line.plan.answer_words}
     assert answer_words & set(" ".join(lines).split()), answer_words  # the answer takes up what it heard
     assert [args[0] for args in played.verse[:2]] == [3, 4] and played.sink.dropped_bars == 0
+
+
+def test_an_opponent_who_goes_quiet_is_answered_on_the_next_bar_line(jack_server: None) -> None:
+    """A 4-bar turn in which the opponent raps two bars and stops: after 1.5 s of quiet on the vocal bus the
+    answer starts on the next bar line (bar 4), not after the bar count (bar 5), with the heard words."""
+    tempo_bpm = 150.0
+    style = load_style("boom_bap")
+    lines = ["you came to the cypher with a borrowed rhyme", "i run this city and i never lose time"]
+    vocal = speak_on_grid(load_voice("piper", RATE, **OPPONENT_VOICE), style, lines, 0, 2, tempo_bpm, RATE)
+    played = play_set(9, typed=(), vocal=vocal, tempo_bpm=tempo_bpm, turn_bars=4)
+    session = played.session
+    assert session.early_ends == 1
+    first = session.recent_turns[0]
+    # zero-based: the voice ended in bar 1, quiet was heard in bar 2, the answer starts on bar 3's line; the quiet bar
+    # is not listened to
+    assert first.answer_bar == 3 and first.heard_bars == 2 and len(first.report.heard) == 2
+    assert sorted(r.bar for r in first.report.renders) == [3, 4, 5, 6]
+    assert {p.bar for p in played.sink.placements} >= {3, 4, 5, 6}
+    # the panel's verse (song bars from 1): a line made before the turn ended is announced again at its new bar
+    assert {line: bar for bar, line, _ in played.verse if bar <= 7} == {1: 4, 2: 5, 3: 6, 4: 7}
+    answer_words = {w for r in first.report.renders for w in r.line.plan.answer_words}
+    assert answer_words & set(" ".join(lines).split()), answer_words
+    # the answer sounds from bar 4's line on (before it: the opponent's bars and the quiet)
+    frames = played.bar_frames
+    assert rms(played.recorded, frames[3], frames[4]) > 0.02 > 1e-4 > rms(played.recorded, 0, frames[3] - 0.2 * RATE)
 
 
 def test_a_beat_bus_late_against_the_clock_is_reported_with_the_sync_delay_to_set(jack_server: None) -> None:
