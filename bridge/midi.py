@@ -38,6 +38,7 @@ from engine.events import (
 
 logger = logging.getLogger(__name__)
 
+CLOCK_EVENTS = (ClockTick, TransportStart, TransportStop, TransportContinue, SongPosition)
 JACK_BACKEND = "mido.backends.rtmidi/UNIX_JACK"
 SYSTEM_BACKEND = "mido.backends.rtmidi"
 CLIENT_NAME = "cypher"
@@ -258,9 +259,11 @@ class MidiEventSource:
         *,
         virtual: bool = False,
         clock: Callable[[], float] = time.monotonic,
+        take_clock: bool = True,
     ) -> None:
         self._events = events
         self._clock = clock
+        self.take_clock = take_clock  # False: clock, transport and song position are left out (audio-only mode)
         self.received = 0
         self.ignored = 0
         if not virtual:
@@ -302,7 +305,7 @@ class MidiEventSource:
 
     def _deliver(self, message: mido.Message, time_s: float) -> None:
         event = decode_message(message, time_s)
-        if event is None:
+        if event is None or (not self.take_clock and isinstance(event, CLOCK_EVENTS)):
             self.ignored += 1
             return
         self.received += 1

@@ -14,6 +14,8 @@ from bridge.control import ControlRouter, default_user_map_path
 from bridge.midi import MidiEventSource, open_backend
 from bridge.osc import add_server_arguments, open_from_args
 from engine.control import EngineState
+from engine.errors import PortError
+from engine.listen.beatclock import BeatBusClock
 from engine.listen.capture import JackCapture
 from engine.live import DEFAULT_SILENCE_ENDS_TURN_S, SAMPLE_RATE, VIRTUAL_MIDI_IN, LiveParts, LiveSession
 from engine.play.latency import load_compensation
@@ -26,6 +28,8 @@ examples:
   cypher live --audio-out jack:system                 Cypher opens a virtual MIDI input "Cypher clock in"
   cypher live --audio-out jack:system --vocal-in system:capture_1 --beat-in Live:out3
                                                       hear the opponent's mic and the beat (JACK ports)
+  cypher live --audio-out jack:system --beat-in Live:out3 --no-clock
+                                                      no MIDI clock: the beat itself drives the timeline
   cypher live --midi-in IAC --audio-out BlackHole     macOS: Live sends clock to the IAC bus
   cypher live --midi-in loopMIDI --audio-out "CABLE Input"   Windows
 
@@ -68,6 +72,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--vocal-in", default=None, metavar="PORT",
                         help="JACK output port carrying the opponent's vocal bus: their words are recognised bar by "
                              "bar (typed lines from the panel still win)")
+    parser.add_argument("--no-clock", action="store_true",
+                        help="audio-only mode: no MIDI clock; the beat bus (--beat-in) drives the timeline, bar 1 on "
+                             "the kick's downbeat (the MIDI input still carries your controllers)")
     parser.add_argument("--silence-ends-turn", type=_seconds, default=DEFAULT_SILENCE_ENDS_TURN_S,
                         metavar="SECONDS",
                         help="with --vocal-in: the opponent's turn ends when their bus has been quiet this long after "
@@ -85,6 +92,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace, console: Console) -> int:
     """Start the line worker, open the ports, run until Ctrl-C (or --seconds), close everything."""
+    if args.no_clock and not args.beat_in:
+        raise PortError("--no-clock needs the beat: give its JACK port with --beat-in PORT")
     style = load_style(args.style)
     state = EngineState.initial(style.name)
     events: queue.Queue = queue.Queue()
@@ -94,8 +103,9 @@ def run(args: argparse.Namespace, console: Console) -> int:
                                          warm_ears=bool(args.vocal_in)))
     try:
         backend = open_backend("auto")
-        midi = (MidiEventSource(backend, args.midi_in, events) if args.midi_in
-                else MidiEventSource(backend, VIRTUAL_MIDI_IN, events, virtual=True))
+        take_clock = not args.no_clock  # one clock: two would fight over the follower
+        midi = (MidiEventSource(backend, args.midi_in, events, take_clock=take_clock) if args.midi_in
+                else MidiEventSource(backend, VIRTUAL_MIDI_IN, events, virtual=True, take_clock=take_clock))
         try:
             output = open_output(args.audio_out, SAMPLE_RATE)
             server, replies = open_from_args(args, commands)
@@ -112,10 +122,13 @@ def run(args: argparse.Namespace, console: Console) -> int:
             raise
         router = ControlRouter(style, args.controls or default_user_map_path(), known_styles=state.styles)
         sink = RingSink(output, load_compensation().frames_at(SAMPLE_RATE))
+        beat_clock = BeatBusClock(capture, events) if args.no_clock and capture is not None else None
         session = LiveSession(LiveParts(midi, server, replies, sink, writer, router, capture,
-                                        hearing=writer if args.vocal_in else None), state, events, commands,
+                                        hearing=writer if args.vocal_in else None, beat_clock=beat_clock),
+                              state, events, commands,
                               silence_ends_turn_s=args.silence_ends_turn)
-        console.print(f"Cypher live: clock from '{midi.name}', answer to {args.audio_out or 'the default output'}, "
+        clock_from = f"the beat bus ({args.beat_in})" if args.no_clock else f"'{midi.name}'"
+        console.print(f"Cypher live: clock from {clock_from}, answer to {args.audio_out or 'the default output'}, "
                       f"OSC on {args.osc_host}:{args.osc_port}, words by {writer.words_backend} (worker process "
                       f"{writer.pid}). Ctrl-C stops.")
         stop = threading.Event()

@@ -31,6 +31,7 @@ from engine.presets import Style, load_style
 from engine.timebase import TICKS_PER_BAR, bar_samples
 from engine.timeline import Timeline
 from engine.listen.beatwatch import BeatBusWatch
+from engine.listen.beatclock import BeatBusClock
 from engine.listen.capture import CaptureBus, JackCapture
 from engine.listen.vocalwatch import VocalTurnEnd
 from engine.turn import AnswerTurn, BusInput, Ears, LineWriting, Sink
@@ -97,6 +98,7 @@ class LiveParts:
     router: ControlRouter | None = None
     capture: JackCapture | None = None  # the beat and vocal buses, when plugged in (--beat-in, --vocal-in)
     hearing: Ears | None = None  # speech recognition for the vocal bus (the worker's)
+    beat_clock: BeatBusClock | None = None  # audio-only mode: the beat bus drives the timeline (--no-clock)
 
 
 class TypedFirst:
@@ -147,7 +149,7 @@ class LiveSession:
         capture = parts.capture
         self.beat_watch = (BeatBusWatch(CaptureBus(capture, "beat", self.follower), self.follower, sample_rate,
                                         report=self.control.publish_drift)
-                           if capture is not None and "beat" in capture.rings else None)
+                           if capture is not None and "beat" in capture.rings and parts.beat_clock is None else None)
         self._style_playing = state.style
         self.early_ends = 0  # opponent turns ended before their bar count (silence, "answer now")
         self._last_voiced_bar: int | None = None  # the bar the opponent's voice ended in, when silence ended the turn
@@ -292,9 +294,13 @@ class LiveSession:
         self.parts.server.start()
         poller = threading.Thread(target=self.control.run, args=(stop,), name="cypher-osc", daemon=True)
         poller.start()
+        if self.parts.beat_clock is not None:
+            self.parts.beat_clock.start()
         try:
             self.timeline.run(stop)
         finally:
+            if self.parts.beat_clock is not None:
+                self.parts.beat_clock.close()
             if self.turn is not None:
                 self.turn.close(timeout_s=5.0)
             if self.beat_watch is not None:

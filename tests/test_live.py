@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import threading
 import time
 
+import mido
 import numpy as np
 import pytest
 from pythonosc.dispatcher import Dispatcher
@@ -230,3 +231,69 @@ def test_a_beat_bus_late_against_the_clock_is_reported_with_the_sync_delay_to_se
     offset_ms, advice = played.drift[0]  # the first verdict; a loaded machine's late clocks may move later ones
     assert 15.0 < offset_ms < 30.0, played.drift  # 20 ms, plus what JACK MIDI adds to the clock's arrival
     assert "late" in advice and "raise Live's MIDI Clock Sync Delay by" in advice
+
+
+def test_with_no_clock_the_beat_bus_drives_the_turns(jack_server: None) -> None:
+    """Audio-only mode, as `cypher live --no-clock --beat-in` runs it: no MIDI clock at all (a clock on the MIDI
+    input is ignored); a kit played into the beat input starts the song on its downbeat, the opponent's typed
+    2 bars follow, and the answer is placed on the kit's bar lines."""
+    from engine.listen.beatclock import BeatBusClock
+    from engine.synth import beat_times_s
+
+    tempo_bpm, bars = 120.0, 14
+    kit = synth_beat(load_style("boom_bap").beat, tempo_bpm, bars, RATE, seed=0)
+    events: queue.Queue = queue.Queue()
+    commands: queue.Queue = queue.Queue()
+    backend = open_backend("jack")
+    midi = MidiEventSource(backend, "cypher-noclock in", events, virtual=True, take_clock=False)
+    daw = open_output(backend, "cypher-noclock in")
+    recorder = Recorder("nocklrec", seconds=bars * 2.0 + 4.0)
+    player = Player("nockkit")
+    capture = JackCapture({"beat": "nockkit:out"}, RATE, client_name="cypher-nock-in")
+    output = JackOutput(RingBuffer(16 * RATE), RATE, connect_to="nocklrec:in", client_name="cypher-nock-out")
+    output.start()
+    replies = Replies("127.0.0.1", 9)  # nobody listens: the panel is not part of this test
+    server = OscServer(commands, replies, port=0)
+    writer = LineWorker(WorkerConfig("lexicon", RATE, warm_voice=load_style("boom_bap").voice))
+    sink = RingSink(output, 0)
+    beat_clock = BeatBusClock(capture, events)
+    session = LiveSession(LiveParts(midi, server, replies, sink, writer, capture=capture, beat_clock=beat_clock),
+                          EngineState.initial("boom_bap"), events, commands)
+    assert session.beat_watch is None  # nothing to compare the beat with: it is the clock
+    stop = threading.Event()
+    runner = threading.Thread(target=session.run, args=(stop,))
+    runner.start()
+    try:
+        panel = SimpleUDPClient("127.0.0.1", server.port)
+        for address, value in [("/cypher/turn/opponent", 2), ("/cypher/turn/ours", 2), ("/cypher/arm/set", 1)]:
+            panel.send_message(address, value)
+        for line in TYPED:
+            panel.send_message("/cypher/opponent/text", line)
+        daw.send(mido.Message("start"))  # a DAW's clock on the MIDI input: ignored in this mode
+        start_s = time.monotonic() + 0.3
+        player.play_at(start_s, kit)
+        time.sleep(0.3 + len(kit) / RATE)
+    finally:
+        daw.close()
+        stop.set()
+        runner.join(10.0)
+        output.close()
+        writer.close()
+        capture.close()
+        player.close()
+    assert not runner.is_alive()
+    assert session.turns_started >= 1 and midi.ignored >= 1
+    renders = session.recent_turns[0].report.renders
+    assert recorder.first is not None and renders
+    at = round(recorder.frame_of(renders[0].start_time_s)) - recorder.first
+    recorded = recorder.audio
+    recorder.close()
+    downbeats = [start_s + t for t in beat_times_s(tempo_bpm, bars, RATE)[0::4]]
+    assert len(renders) == 2
+    for render in renders:  # each answer bar's line predicted on one of the kit's downbeats
+        assert min(abs(render.start_time_s - d) for d in downbeats) < 0.015, (
+            render.start_time_s - start_s, beat_clock.clock.starts, beat_clock.clock.rephased, beat_clock.breaks,
+            session.follower.tempo_changes, session.follower.outliers)
+    assert sink.dropped_bars == 0 and {p.bar for p in sink.placements} >= {r.bar for r in renders}
+    bar_len = round(4 * 60.0 / tempo_bpm * RATE)
+    assert rms(recorded, at, at + bar_len) > 0.02  # the answer sounds in its bar
