@@ -197,6 +197,12 @@ class ControlLoop:
             self.state.advance(bar)
             self._publish()
 
+    def transport_stopped(self) -> None:
+        """The DAW stopped: no one's turn until it plays again (an armed engine starts a new exchange then)."""
+        with self._lock:
+            self.state.turn, self.state.answer_pending = "idle", False
+            self._publish()
+
     def poll(self) -> int:
         """Apply queued commands; publish the status if anything applied or was asked for. Returns how many."""
         with self._lock:

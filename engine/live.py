@@ -13,6 +13,7 @@ import logging
 import queue
 import threading
 import time
+from pathlib import Path
 from collections import deque
 from dataclasses import dataclass
 
@@ -27,7 +28,7 @@ from engine.control import ClockStatus, ControlLoop, EngineState
 from engine.errors import CypherError
 from engine.listen.vocal import HeardWord
 from engine.perform import Knobs
-from engine.presets import Style, load_style
+from engine.presets import PRESETS_DIR, Style, StyleBook
 from engine.timebase import TICKS_PER_BAR, bar_samples
 from engine.timeline import Timeline
 from engine.listen.beatwatch import BeatBusWatch
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 SAMPLE_RATE = 48000
 VIRTUAL_MIDI_IN = "Cypher clock in"
 RECENT_TURNS = 4
+STOP_RELEASE_S = 0.02  # what Cypher was saying fades out over this when the DAW stops
 DEFAULT_SILENCE_ENDS_TURN_S = 1.5  # the vocal bus quiet this long after the opponent rapped ends the turn early
 #                                    (longer than the pauses between lines; 0 turns it off)
 
@@ -127,9 +129,13 @@ class LiveSession:
     """Follows the clock, keeps the turns, answers on the bar line; `run()` until `stop` is set."""
 
     def __init__(self, parts: LiveParts, state: EngineState, events: "queue.Queue", commands: "queue.Queue",
-                 sample_rate: int = SAMPLE_RATE, silence_ends_turn_s: float = DEFAULT_SILENCE_ENDS_TURN_S) -> None:
+                 sample_rate: int = SAMPLE_RATE, silence_ends_turn_s: float = DEFAULT_SILENCE_ENDS_TURN_S,
+                 presets_dir: Path = PRESETS_DIR) -> None:
         self.parts = parts
         self.state = state
+        self.styles = StyleBook(presets_dir, on_error=lambda _name, message: parts.replies.error(
+            "/cypher/style/set", message))
+        self.styles.get(state.style)  # the starting style's good version, kept should its file break mid-set
         self.events = events
         self.commands = commands
         self.follower = ClockFollower()
@@ -137,7 +143,7 @@ class LiveSession:
         self.control = ControlLoop(state, commands, parts.replies, clock=lambda: ClockStatus.of(self.follower),
                                    on_style=self._switch_style, on_answer=self._answer_now)
         self.timeline = Timeline(events, self.follower, self._on_bar,
-                                 self._on_control if parts.router is not None else None)
+                                 self._on_control if parts.router is not None else None, on_stop=self._on_stop)
         self.turn: AnswerTurn | None = None
         self.recent_turns: deque[AnswerTurn] = deque(maxlen=RECENT_TURNS)  # the last exchanges, oldest first
         typed = TypedLines(state)
@@ -170,7 +176,7 @@ class LiveSession:
         if name == self._style_playing:
             return
         try:
-            style = load_style(name)
+            style = self.styles.get(name)
         except CypherError as exc:
             log.error("style %s not switched, %s keeps playing: %s", name, self._style_playing, exc)
             self.parts.replies.error("/cypher/style/set", f"{name} not switched: {exc}")
@@ -201,6 +207,16 @@ class LiveSession:
         if self.turn is not None:
             self.turn.on_bar(bar, time_s)
 
+    def _on_stop(self, time_s: float) -> None:
+        """The DAW stopped (timeline thread): Cypher stops with it. What it was saying fades out now, nothing more
+        is made or placed, the lines written so far stay (report, panel), and the next Start begins a new exchange."""
+        self.parts.sink.cut_from(time.monotonic(), STOP_RELEASE_S)
+        if self.turn is not None:
+            self.turn.stop()
+        self.control.transport_stopped()
+        self._last_turn = "idle"
+        log.info("transport stopped: the answer stops with it")
+
     def _apply_controls(self, router: ControlRouter) -> None:
         """Controller moves take effect on the bar line; an armed MIDI learn goes to the router."""
         state = self.state
@@ -211,7 +227,7 @@ class LiveSession:
             if isinstance(change, StyleChange) and change.name in state.styles:
                 self._switch_style(change.name)  # already heard when it came; this is a no-op then
                 if self._style_playing == change.name:
-                    router.use_style(load_style(change.name))
+                    router.use_style(self.styles.get(change.name))
             elif isinstance(change, ParamChange) and change.name in state.params:
                 state.params[change.name] = change.value
 
@@ -221,7 +237,7 @@ class LiveSession:
             self.turn.close(timeout_s=0.1)
         state = self.state
         try:
-            style = load_style(state.style)
+            style = self.styles.get(state.style)
         except CypherError as exc:
             log.error("cannot start the turn: %s", exc)
             return

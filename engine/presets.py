@@ -5,13 +5,16 @@ Errors name the file, the key and what is allowed, so a producer can fix a prese
 
 from __future__ import annotations
 
+import logging
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from engine.errors import PresetError
+
+log = logging.getLogger(__name__)
 
 SCHEMA = 1
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
@@ -277,3 +280,35 @@ def load_style(name: str, presets_dir: Path = PRESETS_DIR) -> Style:
     if not path.exists():
         raise PresetError(f"unknown style '{name}'; choose one of: {', '.join(available_styles(presets_dir))}")
     return load_style_file(path)
+
+
+class StyleBook:
+    """The styles a live set plays, read again from their files each time they are asked for (a preset edited
+    mid-set takes effect on its next turn or switch), keeping the last good version of each: a file edited into
+    nonsense leaves the previous preset in place, and `on_error(name, message)` is told once per broken version."""
+
+    def __init__(self, presets_dir: Path = PRESETS_DIR,
+                 on_error: Callable[[str, str], None] | None = None) -> None:
+        self.presets_dir = presets_dir
+        self.on_error = on_error
+        self._good: dict[str, Style] = {}
+        self._told: dict[str, str] = {}  # name -> the error message last told
+
+    def get(self, name: str) -> Style:
+        """The style `name` as its file says now, or its last good version (PresetError when there is none)."""
+        try:
+            style = load_style(name, self.presets_dir)
+        except PresetError as exc:
+            good = self._good.get(name)
+            if good is None:
+                raise
+            message = f"{exc}; {name} plays as it was before the edit"
+            if self._told.get(name) != message:
+                self._told[name] = message
+                log.error("%s", message)
+                if self.on_error is not None:
+                    self.on_error(name, message)
+            return good
+        self._good[name] = style
+        self._told.pop(name, None)
+        return style

@@ -12,7 +12,17 @@ import threading
 from collections.abc import Callable
 
 from bridge.clock import ClockFollower
-from engine.events import ClockTick, ControlChange, ControlEvent, MidiEvent, NoteOn, ProgramChange, TransportStop
+from engine.events import (
+    ClockTick,
+    ControlChange,
+    ControlEvent,
+    MidiEvent,
+    NoteOn,
+    ProgramChange,
+    TransportContinue,
+    TransportStart,
+    TransportStop,
+)
 from engine.timebase import TICKS_PER_BAR
 
 log = logging.getLogger(__name__)
@@ -29,11 +39,13 @@ class Timeline:
         follower: ClockFollower,
         on_bar: BarCallback,
         on_control: Callable[[ControlEvent], None] | None = None,
+        on_stop: Callable[[float], None] | None = None,
     ) -> None:
         self.events = events
         self.follower = follower
         self.on_bar = on_bar
         self.on_control = on_control
+        self.on_stop = on_stop  # told when the DAW's transport stops (the Stop's host time)
         self.stopped = threading.Event()  # set when the DAW's transport stops
         self._bar: int | None = None
 
@@ -45,8 +57,13 @@ class Timeline:
             return
         self.follower.feed(event)
         if isinstance(event, TransportStop):
+            was_playing = not self.stopped.is_set()
             self.stopped.set()
+            if was_playing and self.on_stop is not None:
+                self.on_stop(event.time_s)
             return
+        if isinstance(event, (TransportStart, TransportContinue)):
+            self.stopped.clear()
         if not isinstance(event, ClockTick) or self.follower.transport != "playing":
             return  # a bar line is announced on the clock that starts it, not on Start or a seek
         bar = self.follower.position_ticks // TICKS_PER_BAR

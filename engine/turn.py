@@ -146,6 +146,7 @@ class AnswerTurn:
         self.report = TurnReport()
         self.done = threading.Event()
         self.restyles = 0
+        self.stopped = False
         self._style_from_bar = opponent_start_bar
         self._lock = threading.Lock()  # the style, the renders and the sink's cuts, between the switch and the worker
         self._jobs: "queue.Queue[tuple[int, bool] | None]" = queue.Queue()
@@ -154,6 +155,8 @@ class AnswerTurn:
 
     def on_bar(self, bar: int, time_s: float) -> None:
         """Called by the timeline on each bar line: bar `bar` starts now, so bar `bar - 1` was just heard."""
+        if self.stopped:
+            return
         beat = self.beat_bus.bar_audio(bar - 1) if self.beat_bus is not None and bar > 0 else None
         if beat is not None:
             self.beat_tracker.push(beat)
@@ -211,6 +214,12 @@ class AnswerTurn:
             for render in moved:
                 self.on_line(render.bar, render.bar - bar, render.line)
         log.info("the opponent's turn ended after %d bars: answering from bar %d", self.heard_bars, bar + 1)
+
+    def stop(self) -> None:
+        """The transport stopped: make and place nothing more (the lines written so far stay in the report)."""
+        with self._lock:
+            self.stopped = True
+        self._jobs.put(None)
 
     def _queue_rest(self) -> None:
         """Once every heard bar is with the worker, give it the lines no heard bar was left for (an early end).
@@ -277,6 +286,9 @@ class AnswerTurn:
             self.report.fallback_lines += 1
 
         with self._lock:
+            if self.stopped:  # the transport stopped while this line was made: it is kept, not played
+                self.report.lines.append(made.line)
+                return
             bar = self.answer_bar + index  # where the answer is now: an early end may have moved it
             if restyles != self.restyles and bar >= self._style_from_bar:
                 self._jobs.put((index, True))  # the style switched while this line was made: make it again

@@ -54,7 +54,7 @@ TYPED = ("you came to the cypher with a borrowed rhyme", "your flow is stuck in 
 
 def play_set(bars_of_clock: int, knob_moves: list[tuple[float, str, object]] = (), typed: tuple[str, ...] = TYPED,
              vocal: np.ndarray | None = None, tempo_bpm: float = TEMPO_BPM, beat: np.ndarray | None = None,
-             beat_late_s: float = 0.0, turn_bars: int = 2) -> Played:
+             beat_late_s: float = 0.0, turn_bars: int = 2, clocks: int | None = None) -> Played:
     """Run `cypher live`'s session over JACK for `bars_of_clock` bars of a jittered clock: the panel arms a 2-bar
     exchange and types the opponent's lines; `knob_moves` are (seconds after the first clock, OSC address, value)
     sent while the clock runs; `vocal`, if given, is played into the engine's vocal input from bar 1's line, and
@@ -91,8 +91,8 @@ def play_set(bars_of_clock: int, knob_moves: list[tuple[float, str, object]] = (
     stop = threading.Event()
     runner = threading.Thread(target=session.run, args=(stop,))
     runner.start()
-    sender = ClockSender(daw, tempo_bpm, jitter_rms_s=0.001, seed=1, max_clocks=bars_of_clock * BAR_CLOCKS,
-                         lead_s=0.3)
+    sender = ClockSender(daw, tempo_bpm, jitter_rms_s=0.001, seed=1,
+                         max_clocks=clocks if clocks is not None else bars_of_clock * BAR_CLOCKS, lead_s=0.3)
     try:
         knob = SimpleUDPClient("127.0.0.1", server.port)
         for address, value in [("/cypher/turn/opponent", turn_bars), ("/cypher/turn/ours", turn_bars),
@@ -109,6 +109,7 @@ def play_set(bars_of_clock: int, knob_moves: list[tuple[float, str, object]] = (
             time.sleep(max(0.0, sender.ideal_time_s(0) + at_s - time.monotonic()))
             knob.send_message(address, value)
         assert sender.wait(timeout_s=30.0)
+        sender.stop()  # MIDI Stop, right after the last clock, as the DAW's transport stops
         time.sleep(0.5)
     finally:
         sender.stop()
@@ -151,6 +152,19 @@ def test_live_session_answers_typed_lines_on_the_bar_lines_after_the_opponent(ja
     before = rms(played.recorded, 0, bar_frames[2] - 0.2 * RATE)
     answer = [rms(played.recorded, bar_frames[2], bar_frames[3]), rms(played.recorded, bar_frames[3], bar_frames[4])]
     assert min(answer) > 0.02 and before < 1e-4
+
+
+def test_when_the_daw_stops_mid_verse_cypher_stops_with_it(jack_server: None) -> None:
+    """Live's transport stops halfway through the answer's first bar (bar 3): the answer fades out there and nothing
+    more of it plays, the lines written stay, and the engine carries on (the session ends cleanly)."""
+    played = play_set(5, clocks=2 * BAR_CLOCKS + BAR_CLOCKS // 2)
+    session, frames, bar_len = played.session, played.bar_frames, played.bar_frames[1] - played.bar_frames[0]
+    stop_at = frames[2] + bar_len / 2
+    assert rms(played.recorded, frames[2], stop_at - 0.05 * RATE) > 0.02  # the answer's first half bar sounds
+    assert rms(played.recorded, stop_at + 0.1 * RATE, frames[2] + 2.5 * bar_len) < 1e-4  # then nothing of it
+    first = session.recent_turns[0]
+    assert first.stopped and first.report.lines and first.report.lines[0].plan.bar == 0
+    assert session.state.turn == "idle" and played.verse
 
 
 def test_a_style_switch_from_the_panel_lands_on_the_next_bar_line(jack_server: None) -> None:

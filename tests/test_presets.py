@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from engine.errors import PresetError
-from engine.presets import available_styles, load_style, load_style_file
+from engine.presets import PRESETS_DIR, available_styles, load_style, load_style_file
 
 GOOD = (Path(__file__).resolve().parent.parent / "presets" / "boom_bap.toml").read_text()
 
@@ -305,3 +305,28 @@ def test_list_shows_every_style_with_its_program():
         assert f" {program} " in row and f"{STYLES[name].tempo_bpm:g}" in row
     code, out = presets_cli()
     assert code == 2 and "check or list" in out
+
+
+def test_a_preset_edited_into_nonsense_mid_set_leaves_the_last_good_version_playing(tmp_path):
+    import shutil
+
+    from engine.presets import StyleBook
+
+    for name in ("boom_bap", "grime"):
+        shutil.copy(PRESETS_DIR / f"{name}.toml", tmp_path / f"{name}.toml")
+    told = []
+    book = StyleBook(tmp_path, on_error=lambda name, message: told.append((name, message)))
+    good = book.get("grime")
+    path = tmp_path / "grime.toml"
+    text = path.read_text()
+    path.write_text(text.replace("slots_per_bar = 16", "slots_per_bar = 17"))
+    for _ in range(3):  # asked for again on every turn and switch: the same style, told once
+        assert book.get("grime") == good
+    assert len(told) == 1 and told[0][0] == "grime"
+    assert "grime.toml" in told[0][1] and "slots_per_bar" in told[0][1] and "as it was before" in told[0][1]
+    path.write_text(text.replace('display_name = "Grime"', 'display_name = "Grime 2"'))  # fixed: the edit plays
+    assert book.get("grime").display_name == "Grime 2"
+    path.write_text("schema = 1\nname = [")  # broken again, differently: told again
+    assert book.get("grime").display_name == "Grime 2" and len(told) == 2
+    with pytest.raises(PresetError, match="unknown style 'drill'"):
+        book.get("drill")  # never good: nothing to fall back on
