@@ -19,15 +19,19 @@ and a kit clipped 18 dB: the tracker's confidence, its tempo (None: "no pulse"),
 
 Vocal bus. The shipped verses (presets/examples/verses), spoken on the boom bap grid by the demo's second voice
 (engine.render.speak_on_grid), the beat bleeding into the vocal bus at the demo's level (engine.render.VOCAL_BLEED),
-transcribed bar by bar as the live path does (each bar plus engine.turn.PRE_ROLL_S before it, faster-whisper
-tiny.en, 2 threads). Word error rate over each verse (all bars joined); word-time error: whisper's word start
-against the grid slot of the word's first syllable (the slot is where its vowel is placed; whisper marks the word's
-first consonant, in 20 ms steps, so a few tens of ms early is expected); last word -> text: from the end of the
-bar's voice (in the clean vocal) to the transcription being done, the bar line wait plus the compute time.
+transcribed bar by bar with faster-whisper tiny.en on 1 thread as the live worker does: each bar with
+engine.listen.vocal.CONTEXT_BARS heard bars (and engine.turn.PRE_ROLL_S) before it as context, keeping the words
+from its bar line on (--context-bars 0: the bar and its pre-roll alone), transcribed as soon as SilenceWatch has
+heard its voice quiet for --quiet-s (redone at the bar line if the voice comes back; 0: at the bar line).
+Word error rate over each verse (all bars joined); word-time error: whisper's word start against the grid slot
+of the word's first syllable (the slot is where its vowel is placed; whisper marks the word's first consonant,
+in 20 ms steps, so a few tens of ms early is expected); last word -> text: from the end of the bar's voice
+(in the clean vocal) to the transcription being done, the wait for the trigger plus the compute time.
 
     .venv/bin/python scripts/bench_listen.py --quick   # 3 tempi, 3 verses: under a minute
     .venv/bin/python scripts/bench_listen.py           # 6 tempi x 3 clips, 21 verses: about 7 minutes on 2 cores
     .venv/bin/python scripts/bench_listen.py --json
+    .venv/bin/python scripts/bench_listen.py --vocal-only --context-bars 0 --quiet-s 0   # the vocal bus as before
 
 A verse with a line too long for the grid (speak_on_grid raises PlanError) is skipped and named in the output.
 """
@@ -57,7 +61,8 @@ from engine.errors import PlanError  # noqa: E402
 from engine.listen.beat import BeatTracker  # noqa: E402
 from engine.listen.drift import DriftWatch  # noqa: E402
 from engine.listen.pulse import PulseTracker  # noqa: E402
-from engine.listen.vocal import Transcriber  # noqa: E402
+from engine.listen.turnend import SilenceWatch  # noqa: E402
+from engine.listen.vocal import CONTEXT_BARS, KEEP_EARLY_S, Transcriber  # noqa: E402
 from engine.presets import BeatSpec, load_style  # noqa: E402
 from engine.render import OPPONENT_VOICE, VOCAL_BLEED, speak_on_grid  # noqa: E402
 from engine.synth import beat_times_s, synth_beat  # noqa: E402
@@ -81,6 +86,7 @@ SWINGS = (0.0, 0.12, 0.2)
 CLOCK_OFFSETS_MS = (0.0, 15.0, -20.0)  # audio later than the clock by this much
 PATTERN = {"kick": "x.....x...x.....", "snare": "....x.......x...", "hat": "x.x.x.x.x.x.x.x."}
 METHODS = ("aubio alone", "aubio tempo, no clock", "Cypher, no clock", "aubio + clock tempo", "Cypher, clock-assisted")
+EARLY_QUIET_S = 0.25  # the vocal bus quiet this long: the bar so far is transcribed, not at its line
 TARGETS = {
     "f_measure": ("≥ 0.95 with clock assistance", 0.95),
     "relock_s": ("≤ 2 s without the clock", 2.0),
@@ -329,17 +335,44 @@ def voice_end_s(vocal: np.ndarray, lo: int, hi: int, peak: float) -> float | Non
     return None if not len(loud) else (lo + (loud[-1] + 1) * frame) / RATE
 
 
-def bench_vocal(count: int, console: Console, quiet: bool) -> dict[str, Any]:
-    """Speak `count` verses over the beat, transcribe per bar, measure WER, word times and latency."""
+def early_triggers(bus: np.ndarray, bar_len: int, bars: int, quiet_s: float) -> tuple[list[int], int]:
+    """Where each heard bar (bars 1..`bars`) is transcribed, in samples, and how many transcriptions were redone.
+
+    The bus streams through a SilenceWatch holding `quiet_s`: when it says the voice has ended, the bar so far is
+    transcribed; if the voice comes back before the bar line, that text is redone later. A bar whose voice has
+    not ended `quiet_s` before its bar line is transcribed at the line. `quiet_s` 0: always at the bar line.
+    """
+    ends = [(2 + k) * bar_len for k in range(bars)]
+    if quiet_s <= 0:
+        return ends, 0
+    watch = SilenceWatch(RATE, hold_s=quiet_s)
+    fired: list[list[int]] = [[] for _ in range(bars)]
+    resumed = [False] * bars
+    for k in range(bars):
+        for start in range((1 + k) * bar_len, ends[k], RATE // 100):
+            end = min(start + RATE // 100, ends[k])
+            if watch.push(bus[start:end], end / RATE) is not None:
+                fired[k].append(end)
+        resumed[k] = watch.voice_s > 0  # voice since the last end: the bar line is the trigger
+    triggers = [f[-1] if f and not r else e for f, r, e in zip(fired, resumed, ends)]
+    redone = sum(len(f) - (1 if f and not r else 0) for f, r in zip(fired, resumed))
+    return triggers, redone
+
+
+def bench_vocal(count: int, console: Console, quiet: bool, context_bars: int = CONTEXT_BARS,
+                quiet_s: float = EARLY_QUIET_S, threads: int = 1) -> dict[str, Any]:
+    """Speak `count` verses over the beat, transcribe each bar with `context_bars` bars before it as the live path
+    does (in the worker: `threads` threads), early when the voice has been quiet `quiet_s`; measure WER, word
+    times and the time from the last word to its text."""
     style = load_style("boom_bap")
     tempo = style.tempo_bpm
     bar_len = bar_samples(tempo, RATE)
     bar_s = bar_len / RATE
     voice = load_voice("piper", sample_rate=RATE, **OPPONENT_VOICE)
-    transcriber = Transcriber(cpu_threads=2)
+    transcriber = Transcriber(cpu_threads=threads)
     pre = round(PRE_ROLL_S * RATE)
-    edits = ref_words = 0
-    per_verse, time_err_ms, latency_s, compute_s = [], [], [], []
+    edits = ref_words = redone = 0
+    per_verse, time_err_ms, latency_s, compute_s, early = [], [], [], [], []
     skipped: list[str] = []
     for v, path in enumerate(verse_files()[:count]):
         lines = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
@@ -352,17 +385,22 @@ def bench_vocal(count: int, console: Console, quiet: bool) -> dict[str, Any]:
         beat = synth_beat(style.beat, tempo, total_bars, RATE, seed=v)[: len(vocal)]
         bus = vocal + VOCAL_BLEED * np.pad(beat, (0, len(vocal) - len(beat)))
         peak = float(np.sqrt(np.max(vocal.astype(np.float64) ** 2)))
+        triggers, verse_redone = early_triggers(bus, bar_len, len(lines), quiet_s)
+        redone += verse_redone
         heard: list[tuple[str, float]] = []
-        for k in range(len(lines)):
-            lo, hi = (1 + k) * bar_len - pre, (2 + k) * bar_len
+        for k, hi in enumerate(triggers):
+            line_start = (1 + k) * bar_len
+            lo = max(0, line_start - pre - context_bars * bar_len)
+            keep_from_s = (line_start - lo) / RATE - (KEEP_EARLY_S if context_bars else PRE_ROLL_S)
             t0 = time.perf_counter()
-            words = transcriber.transcribe(bus[lo:hi], RATE)
+            words = transcriber.transcribe(bus[lo:hi], RATE, keep_from_s=keep_from_s)
             spent = time.perf_counter() - t0
             compute_s.append(spent)
+            early.append(hi < line_start + bar_len)
             heard += [(w, lo / RATE + word.start_s) for word in words for w in tokenize(word.text)]
-            end = voice_end_s(vocal, (1 + k) * bar_len, hi, peak)
+            end = voice_end_s(vocal, line_start, line_start + bar_len, peak)
             if end is not None:
-                latency_s.append(hi / RATE - end + spent)
+                latency_s.append(max(hi / RATE, end) - end + spent)
         planned = planned_word_starts(style, lines, 1, bar_s)
         said, got = [w for w, _ in planned], [w for w, _ in heard]
         errors, _ = wer(said, got)
@@ -385,7 +423,10 @@ def bench_vocal(count: int, console: Console, quiet: bool) -> dict[str, Any]:
         "latency_p95_s": round(float(np.percentile(latency_s, 95)), 3),
         "latency_max_s": round(float(np.max(latency_s)), 3),
         "compute_median_s": round(float(np.median(compute_s)), 3),
-        "chunk_s": round(bar_s + PRE_ROLL_S, 3),
+        "compute_p95_s": round(float(np.percentile(compute_s, 95)), 3),
+        "context_bars": context_bars, "early_quiet_s": quiet_s, "threads": threads,
+        "early_share": round(float(np.mean(early)), 3), "redone": redone,
+        "chunk_s": round((1 + context_bars) * bar_s + PRE_ROLL_S, 3),
         "per_verse": per_verse, "skipped": skipped,
     }
 
@@ -441,12 +482,17 @@ def print_tables(result: dict[str, Any], console: Console) -> None:
         bad.add_row(r["input"], f"{r['confidence']:.2f}", r["says"], str(r["beats"]), str(r["drift_locked"]),
                     str(r["drift_warning"]), r["no_clock_says"], str(r["no_clock_beats"]))
     console.print(bad)
-    if "vocal" not in result:
-        return
+    if "vocal" in result:
+        print_vocal_table(result["vocal"], console)
 
-    v = result["vocal"]
+
+def print_vocal_table(v: dict[str, Any], console: Console) -> None:
+    """The vocal bus as a rich table."""
+    when = f"early after {v['early_quiet_s']} s quiet ({v['early_share']:.0%} of bars)" if v["early_quiet_s"] else \
+        "at the bar line"
     vt = Table(title=f"Vocal bus: {v['verses']} verses ({v['words']} words) at {v['tempo_bpm']:.0f} BPM, "
-                     f"beat bleed {v['bleed_db']} dB, per-bar chunks of {v['chunk_s']} s")
+                     f"beat bleed {v['bleed_db']} dB; each bar with {v['context_bars']} bar(s) of context "
+                     f"({v['chunk_s']} s), transcribed {when}, {v['threads']} thread(s)")
     for col in ("measure", "value", "target"):
         vt.add_column(col)
     vt.add_row("word error rate (worst verse)", f"{v['wer']:.1%} ({v['wer_max_verse']:.0%})",
@@ -457,7 +503,8 @@ def print_tables(result: dict[str, Any], console: Console) -> None:
     vt.add_row("last word → text median / p95 / max",
                f"{v['latency_median_s']} / {v['latency_p95_s']} / {v['latency_max_s']} s",
                f"{TARGETS['latency_s'][0]}: {verdict(v['latency_p95_s'] <= TARGETS['latency_s'][1])} (p95)")
-    vt.add_row("transcription compute per bar (median)", f"{v['compute_median_s']} s", "")
+    vt.add_row("transcription compute per bar median / p95", f"{v['compute_median_s']} / {v['compute_p95_s']} s",
+               f"{v['redone']} early transcriptions redone (the voice came back)")
     console.print(vt)
     for line in v["skipped"]:
         console.print(f"skipped verse (does not fit the grid) {line}")
@@ -469,6 +516,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     parser.add_argument("--beats-only", action="store_true", help="the beat bus only, no transcription")
     parser.add_argument("--verses", type=int, default=None, help="how many verses to transcribe (default 21, quick 3)")
+    parser.add_argument("--vocal-only", action="store_true", help="the vocal bus only, no beat tracking")
+    parser.add_argument("--context-bars", type=int, default=CONTEXT_BARS,
+                        help=f"heard bars transcribed before each new one (default {CONTEXT_BARS}; 0: the bar alone)")
+    parser.add_argument("--quiet-s", type=float, default=EARLY_QUIET_S,
+                        help=f"transcribe a bar once its voice is quiet this long (default {EARLY_QUIET_S}; "
+                             "0: at the bar line)")
+    parser.add_argument("--vocal-threads", type=int, default=1, help="transcription threads (the live worker: 1)")
     args = parser.parse_args(argv)
     console = Console(width=150)
     logging.basicConfig(level=logging.WARNING)
@@ -478,14 +532,19 @@ def main(argv: list[str] | None = None) -> int:
     verses = args.verses if args.verses is not None else (3 if args.quick else len(verse_files()))  # one skips
     started = time.perf_counter()
     result: dict[str, Any] = {"mode": "quick" if args.quick else "full"}
-    result["beats"] = bench_beats(tempi, clips_per_tempo, section_s)
-    result["beat_clips"] = len(tempi) * clips_per_tempo
-    result["no_pulse"] = bench_no_pulse(15.0 if args.quick else 25.0)
+    if not args.vocal_only:
+        result["beats"] = bench_beats(tempi, clips_per_tempo, section_s)
+        result["beat_clips"] = len(tempi) * clips_per_tempo
+        result["no_pulse"] = bench_no_pulse(15.0 if args.quick else 25.0)
     if not args.beats_only:
-        result["vocal"] = bench_vocal(verses, console, quiet=args.json)
+        result["vocal"] = bench_vocal(verses, console, args.json, args.context_bars, args.quiet_s,
+                                      args.vocal_threads)
     result["wall_s"] = round(time.perf_counter() - started, 1)
     if args.json:
         print(json.dumps(result, indent=1))
+    elif args.vocal_only:
+        print_vocal_table(result["vocal"], console)
+        console.print(f"wall time {result['wall_s']} s")
     else:
         print_tables(result, console)
         console.print(f"wall time {result['wall_s']} s")

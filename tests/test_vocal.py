@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from engine.errors import BackendMissingError, CypherError
-from engine.listen.vocal import HeardWord, Transcriber, resample_to_16k, words_by_bar
+from engine.listen.vocal import HeardWord, Transcriber, TypedEars, resample_to_16k, words_by_bar
 from engine.presets import BeatSpec
 from engine.synth import synth_beat
 
@@ -129,3 +129,22 @@ def test_words_by_bar_uses_each_word_midpoint() -> None:
     assert words_by_bar([], [0.0, 1.0]) == [[], []]
     with pytest.raises(CypherError, match="increase"):
         words_by_bar(words, [1.0, 1.0])
+
+
+@pytest.mark.models
+def test_context_before_keep_from_is_heard_but_not_returned(transcriber: Transcriber, spoken_over_beat: tuple) -> None:
+    mix, speech_start_s, _ = spoken_over_beat
+    everything = transcriber.transcribe(mix, SAMPLE_RATE)
+    keep_from_s = speech_start_s + 1.5
+    later = transcriber.transcribe(mix, SAMPLE_RATE, keep_from_s=keep_from_s)
+    assert later and len(later) < len(everything)
+    assert all((w.start_s + w.end_s) / 2 >= keep_from_s for w in later)
+    assert [w.text for w in later] == [w.text for w in everything][-len(later):]  # the same words, context or not
+
+
+def test_typed_ears_spread_a_line_after_keep_from() -> None:
+    ears = TypedEars(["one two", "three"])
+    first = ears.transcribe(np.zeros(3 * SAMPLE_RATE, dtype=np.float32), SAMPLE_RATE, keep_from_s=1.0)
+    assert [(w.text, w.start_s, w.end_s) for w in first] == [("one", 1.0, 2.0), ("two", 2.0, 3.0)]
+    assert [w.text for w in ears.transcribe(np.zeros(SAMPLE_RATE, dtype=np.float32), SAMPLE_RATE)] == ["three"]
+    assert ears.transcribe(np.zeros(SAMPLE_RATE, dtype=np.float32), SAMPLE_RATE) == []
