@@ -139,6 +139,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         except KeyboardInterrupt:
             stop.set()
         finally:
+            sink.close()
             output.close()
             replies.close()
             if capture is not None:

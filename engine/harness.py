@@ -469,7 +469,7 @@ def run_harness(config: HarnessConfig) -> HarnessRun:
     writer: LineWorker | None = None
     runner: threading.Thread | None = None
     stop = threading.Event()
-    replies = server = None
+    replies = server = sink = None
     rejected: list[str] = []
     dispatcher = Dispatcher()
     dispatcher.map("/cypher/error", lambda _address, *args: rejected.append(" ".join(map(str, args))))
@@ -521,6 +521,8 @@ def run_harness(config: HarnessConfig) -> HarnessRun:
             writer.close()
         if replies is not None:
             replies.close()
+        if sink is not None:
+            sink.close()
         daw.close()
         panel_in.shutdown()
         panel_in.server_close()

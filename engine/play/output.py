@@ -24,6 +24,7 @@ that arrive meanwhile are dropped and counted), and a watchdog reopens the outpu
 
 from __future__ import annotations
 
+import heapq
 import logging
 import threading
 import time
@@ -50,6 +51,7 @@ STAMP_SLOTS = 8
 JACK_PREFIX = "jack:"
 DEFAULT_RING_S = 20.0
 DEFAULT_GUARD_FRAMES = 1024  # never write closer than this to the playhead (the callback may be reading there)
+PLACE_AHEAD_S = 0.25  # a bar goes into the ring this long before it starts (see RingSink)
 
 
 def read_beside_host(read: Callable[[], T]) -> tuple[T, float]:
@@ -495,21 +497,53 @@ class Placement:
 
 
 class RingSink:
-    """The live `Sink`: each bar's line goes at its predicted host time, played early by the compensation."""
+    """The live `Sink`: each bar's line goes at its predicted host time, played early by the compensation.
+
+    A bar is written into the ring `place_ahead_s` before it starts, not when it is made (often a bar or more
+    ahead): host time is turned into a ring position with the audio clock's mapping of that moment, and the audio
+    clock can slip against the host's meanwhile (a loaded JACK dummy driver lost 120 ms in 110 s here; a sound card
+    loses what an xrun drops). Until then it waits in a queue that a cut also clears."""
 
     def __init__(self, output: AudioOutput, compensation_frames: int | None = None,
-                 guard_frames: int = DEFAULT_GUARD_FRAMES) -> None:
+                 guard_frames: int = DEFAULT_GUARD_FRAMES, place_ahead_s: float = PLACE_AHEAD_S) -> None:
         self.output = output
         self.compensation_frames = (REFERENCE_COMPENSATION.frames_at(output.sample_rate)
                                     if compensation_frames is None else compensation_frames)
         self.guard_frames = guard_frames
+        self.place_ahead_s = place_ahead_s
         self.placements: list[Placement] = []
         self.dropped_bars = 0
         self.late_frames = 0
+        self._waiting: list[tuple[float, int, BarRender]] = []  # (when to place it, order, bar), a heap
+        self._order = 0
+        self._lock = threading.Condition()
+        self._closed = False
+        self._placer = threading.Thread(target=self._place_when_due, name="cypher-sink", daemon=True)
+        self._placer.start()
 
     def submit(self, render: BarRender) -> None:
+        """Queue one bar to go into the ring `place_ahead_s` before it starts (at once when that is past)."""
+        due_s = render.start_time_s - render.lead_samples / self.output.sample_rate - self.place_ahead_s
+        with self._lock:
+            if due_s <= time.monotonic():
+                self._place(render)
+                return
+            heapq.heappush(self._waiting, (due_s, self._order, render))
+            self._order += 1
+            self._lock.notify()
+
+    def _place_when_due(self) -> None:
+        with self._lock:
+            while not self._closed:
+                now_s = time.monotonic()
+                while self._waiting and self._waiting[0][0] <= now_s:
+                    self._place(heapq.heappop(self._waiting)[2])
+                self._lock.wait(timeout=(self._waiting[0][0] - now_s) if self._waiting else None)
+
+    def _place(self, render: BarRender) -> None:
         """Mix one bar into the ring so that its `lead_samples` sample leaves on the bar line; bars that cannot be
-        placed (output gone, too far ahead) are logged and counted, never raised: the engine keeps running."""
+        placed (output gone, too far ahead) are logged and counted, never raised: the engine keeps running.
+        Called with the lock held."""
         try:
             bar_frame = self.output.frame_at(render.start_time_s) - self.compensation_frames
         except PortError as exc:
@@ -535,14 +569,28 @@ class RingSink:
 
     def cut_from(self, time_s: float, release_s: float) -> None:
         """Fade what is in the ring to silence from host time `time_s` (as heard, compensation included) over
-        `release_s`, and clear what follows: a style switch's bar line. Logged, never raised, if the output is
-        away (then there is nothing to cut)."""
-        try:
-            frame = self.output.frame_at(time_s) - self.compensation_frames
-        except PortError as exc:
-            logger.warning("style switch: nothing cut: %s", exc)
-            return
-        self.output.ring.fade_out(frame, round(release_s * self.output.sample_rate))
+        `release_s`, and clear what follows: a style switch's bar line, an early answer, a stop. Bars waiting to
+        be placed that start before `time_s` are placed first (their ends fade); those from `time_s` on are
+        dropped. Logged, never raised, if the output is away (then there is nothing to cut)."""
+        with self._lock:
+            keep = [entry for entry in self._waiting if entry[2].start_time_s < time_s]
+            self._waiting = []
+            for _due, _order, render in sorted(keep):
+                self._place(render)
+            try:
+                frame = self.output.frame_at(time_s) - self.compensation_frames
+            except PortError as exc:
+                logger.warning("nothing cut: %s", exc)
+                return
+            self.output.ring.fade_out(frame, round(release_s * self.output.sample_rate))
+
+    def close(self) -> None:
+        """Stop placing (bars still waiting are dropped)."""
+        with self._lock:
+            self._closed = True
+            self._waiting = []
+            self._lock.notify()
+        self._placer.join(1.0)
 
 
 def _wait_for(done: Any, timeout_s: float) -> None:
