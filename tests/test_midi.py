@@ -216,9 +216,10 @@ def test_fuzzed_byte_streams_never_break_decoder_or_follower(caplog: pytest.LogC
         assert source.received == decoded and source.received + source.ignored == messages
     output.close()
     assert messages > 10_000 and decoded > 2_500
-    assert follower.clocks > 0 and follower.position_ticks >= 0 and follower.ignored > 0
+    # clocks at random times are clocks (they move the position) whose times stay out of the fit
+    assert follower.clocks > 0 and follower.position_ticks >= 0 and follower.outliers > 0
     assert follower.tempo_bpm is None or 20 <= follower.tempo_bpm <= 999
     # Bad input is reported, rate-limited: at most one warning per 10 s of clock time.
     span_s = float(times_s[messages]) - float(times_s[0])
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
-    assert 0 < len(warnings) <= span_s / 10.0 + 1 < follower.ignored
+    assert len(warnings) <= span_s / 10.0 + 1 and (follower.ignored == 0 or warnings)
