@@ -141,6 +141,8 @@ class DawProcess:
         frames = round(setup.record_s * setup.sample_rate)
         self._shared = SharedMemory(create=True, size=4 * frames)
         self.recording = np.ndarray((frames,), dtype=np.float32, buffer=self._shared.buf)
+        self.recording.fill(0.0)  # every page touched here now: pages first read during the run would look like
+        #                           the engine's memory growing (VmRSS counts the shared pages a process touched)
         self.start_time_s: float | None = None
         context = multiprocessing.get_context("spawn")
         self._conn, child = context.Pipe()
