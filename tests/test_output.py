@@ -136,11 +136,14 @@ def test_reported_port_latency_is_played_early(jack_server: None, latent: Latent
 def test_the_callback_allocates_nothing_of_its_own(rig: Rig) -> None:
     """Traced over a second of callbacks. A window in which JACK lost cycles or its graph changed (a client from the
     test before leaving late) is measured again, up to CLEAN_ATTEMPTS times: JACK-Client's xrun and graph-order
-    notifications allocate in their own threads, and tracemalloc counts every thread."""
+    notifications allocate in their own threads, and tracemalloc counts every thread. So is a window whose peak
+    rose by 1 KB: a thread an earlier test left idle can allocate once in it, but a callback that allocated a
+    block would do it in every window (187 cycles a second), so no window would pass."""
     sink = RingSink(rig.output, compensation_frames=0)
     sink.submit(click_bar(0, time.monotonic() + 0.5))
     while not sink.placements:  # the sink's own thread places it a little before it starts: not measured here
         time.sleep(0.01)
+    dirty: list[str] = []
     for _ in range(CLEAN_ATTEMPTS):
         lost_before = (*_lost_cycles(rig), rig.output.graph_changes)
         tracemalloc.start(5)
@@ -155,10 +158,14 @@ def test_the_callback_allocates_nothing_of_its_own(rig: Rig) -> None:
             after = tracemalloc.take_snapshot()
         finally:
             tracemalloc.stop()
-        if (*_lost_cycles(rig), rig.output.graph_changes) == lost_before:
+        if (*_lost_cycles(rig), rig.output.graph_changes) != lost_before:
+            dirty.append("lost cycles")
+        elif peak - base >= 1024:
+            dirty.append(f"peak {peak - base} bytes above the start")
+        else:
             break
     else:
-        raise AssertionError(f"JACK lost cycles in all {CLEAN_ATTEMPTS} windows: the machine is too loaded to measure")
+        raise AssertionError(f"no clean window in {CLEAN_ATTEMPTS}: {dirty}")
     assert rig.output.callbacks - callbacks > 100
     ours = [tracemalloc.Filter(True, "*engine/play/*")]
     kept_before = before.filter_traces(ours).traces
@@ -166,9 +173,8 @@ def test_the_callback_allocates_nothing_of_its_own(rig: Rig) -> None:
     # all the callback keeps is the current value of its counters (the ring's positions, the callback count):
     # a few int objects that replace each other, never a buffer or a growing list
     assert len(kept_after) <= len(kept_before) + 4 and all(t.size <= 64 for t in kept_after), list(kept_after)
-    # transient: JACK-Client's view of the port buffer and a few Python ints per cycle; a block copy would be
-    # 1 KB or more, and would show here
-    assert peak - base < 1024, f"peak {peak - base} bytes above the start"
+    # transient (the window's check above): JACK-Client's view of the port buffer and a few Python ints per cycle;
+    # a block copy would be 1 KB or more in every window
 
 
 def test_underruns_are_counted_and_never_printed(rig: Rig, capfd: pytest.CaptureFixture[str]) -> None:
