@@ -159,6 +159,7 @@ class ClockFollower:
         self._residuals_s: deque[float] = deque(maxlen=drift_ticks)
         self._recent_times_s: deque[float] = deque(maxlen=min_ticks - 1)
         self._line: ClockLine | None = None
+        self._last_line: ClockLine | None = None  # the line before the latest restart
         self._period_hint_s: float | None = None
         self._tempo_known = False
         self._index = -1
@@ -312,7 +313,7 @@ class ClockFollower:
                 self._restart(keep_tempo=True)
         if self._too_fast(time_s):
             self._bunched += 1
-            if self._bunched > MAX_BUNCHED_CLOCKS:
+            if self._bunched > MAX_BUNCHED_CLOCKS and self._index + 1 > self._clocks_due(time_s):
                 self._ignore(time_s)  # a flood, not a late delivery: not a clock
                 return
             # Clocks delivered late and all at once (a busy host, a stalled callback) are still clocks: they move
@@ -340,6 +341,15 @@ class ClockFollower:
             self._playing = True
             self._anchor_index, self._anchor_ticks = index, 0
 
+    def _clocks_due(self, time_s: float) -> float:
+        """The latest clock index a line puts at `time_s`, plus two: a stall hands over every clock it held, a flood
+        more than time allows. Both the line now and the one before the latest restart are asked (a stall's gap
+        restarts the line on the stall's first clocks). Without a line, a beat's worth past the last clock."""
+        lines = [line for line in (self._line, self._last_line) if line is not None]
+        if not lines:
+            return self._index - self._bunched + 1 + MAX_BUNCHED_CLOCKS
+        return max(line.centre_index + (time_s - line.centre_s) / line.period_s for line in lines) + 2.0
+
     def _too_fast(self, time_s: float) -> bool:
         """True when this tick and the last min_ticks - 1 span less time than 999 BPM allows (a burst).
 
@@ -352,6 +362,8 @@ class ClockFollower:
         return span_s < len(recent) * FASTEST_CLOCK_PERIOD_S - 2.0 * self._outlier_floor_s
 
     def _restart(self, *, keep_tempo: bool, points: list[tuple[int, float]] | None = None) -> None:
+        if self._line is not None:
+            self._last_line = self._line
         self._period_hint_s = self._line.period_s if keep_tempo and self._line is not None else None
         self._window.clear()
         self._window.extend(points or [])
