@@ -79,12 +79,14 @@ def play_clicks(rig: Rig, sink: RingSink, count: int = 3) -> list[float]:
     dirty = []
     for _ in range(CLEAN_ATTEMPTS):
         lost_before = _lost_cycles(rig)
-        expected = []
-        for k in range(count):
-            when = time.monotonic() + 0.4 + SPACING_S * k
+        whens = [time.monotonic() + 0.4 + SPACING_S * k for k in range(count)]
+        for k, when in enumerate(whens):
             sink.submit(click_bar(k, when))
+        expected = []
+        for when in whens:  # where JACK's clock puts each click's host time, read as it plays: the sink places a
+            time.sleep(max(0.0, when + 0.02 - time.monotonic()))  # bar just before it starts, with that mapping
             expected.append(rig.recorder.frame_of(when))
-        time.sleep(0.4 + SPACING_S * count + 0.2)
+        time.sleep(0.2)
         lost_after = _lost_cycles(rig)
         if lost_after != lost_before:
             dirty.append(tuple(a - b for a, b in zip(lost_after, lost_before)))
