@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from engine.errors import CypherError
-from engine.listen.turnend import SilenceWatch
+from engine.listen.turnend import FRAME_S, SilenceWatch
 from engine.presets import load_style
 from engine.render import OPPONENT_VOICE, VOCAL_BLEED, speak_on_grid
 from engine.synth import synth_beat
@@ -15,6 +15,7 @@ from engine.voice.speak import load_voice
 
 RATE = 48000
 HOST_START_S = 1000.0  # the host clock at the first sample
+BLOCK = 512  # samples per block pushed, as a capture ring is read
 BARS = 6  # voice on bars 1 and 2, the beat alone after it
 
 
@@ -33,7 +34,7 @@ def takes() -> dict[str, np.ndarray | float]:
     return {"vocal": vocal, "beat": beat, "voice_start_s": loud[0] / 100, "voice_end_s": (loud[-1] + 1) / 100}
 
 
-def watch_stream(watch: SilenceWatch, audio: np.ndarray, block: int = 512) -> list[tuple[float, float]]:
+def watch_stream(watch: SilenceWatch, audio: np.ndarray, block: int = BLOCK) -> list[tuple[float, float]]:
     """Feed the bus in blocks stamped with host time; (host time of the block that said so, turn end) each time."""
     ends = []
     for start in range(0, len(audio), block):
@@ -54,7 +55,13 @@ def test_turn_ends_a_hold_after_the_last_voice_with_the_beat_bleeding_in(takes: 
     said_s, end_s = ends[0]
     voice_end_s = HOST_START_S + takes["voice_end_s"]
     assert voice_end_s - 0.35 <= end_s <= voice_end_s + 0.02  # the last voiced frame; a trailing consonant is not
-    assert 1.0 <= said_s - end_s <= 1.0 + 512 / RATE + 0.011
+    # said once the hold has passed since the voice's end: never before it, and within the block (and the 10 ms
+    # frame carried over into it) that reaches it
+    waited_s = said_s - end_s
+    assert 1.0 <= waited_s < 1.0 + BLOCK / RATE + FRAME_S, waited_s
+    # a longer hold says the same end, that much later
+    (later_said_s, later_end_s), = watch_stream(SilenceWatch(RATE, hold_s=1.5), bus)
+    assert later_end_s == end_s and 0.5 - BLOCK / RATE - FRAME_S < later_said_s - said_s < 0.5 + BLOCK / RATE + FRAME_S
     assert watch.voice_s == 0.0 and watch.last_voice_end_s is None  # watching for the next turn
 
 
