@@ -46,7 +46,7 @@ from bench_listen import make_clip  # noqa: E402  (the same 18 clips as the beat
 from bridge.clock import ClockFollower  # noqa: E402
 from engine.events import TransportStart  # noqa: E402
 from engine.errors import ClockError  # noqa: E402
-from engine.listen.beatclock import BeatClock  # noqa: E402
+from engine.listen.beatclock import stream_into  # noqa: E402
 from engine.presets import load_style  # noqa: E402
 from engine.synth import beat_times_s, synth_beat  # noqa: E402
 from engine.timebase import TICKS_PER_BAR  # noqa: E402
@@ -71,9 +71,8 @@ class Run:
 
 
 def drive(audio: np.ndarray, seed: int = 0) -> Run:
-    """Stream `audio` through BeatClock into a real Timeline over a queue (host times = stream times here)."""
+    """Stream `audio` through BeatClock into a real Timeline (host times = stream times here)."""
     run = Run()
-    events: queue.Queue = queue.Queue()
     now = [0.0]
 
     def on_bar(bar: int, time_s: float) -> None:
@@ -84,17 +83,12 @@ def drive(audio: np.ndarray, seed: int = 0) -> Run:
         except ClockError:
             pass
 
-    timeline = Timeline(events, run.follower, on_bar)
-    clock = BeatClock(RATE)
-    rng = np.random.default_rng(seed)
-    for start in range(0, len(audio), BLOCK):
-        now[0] = min(start + BLOCK, len(audio)) / RATE
-        for event in clock.push(audio[start:start + BLOCK], HOST0_S + start / RATE + rng.normal(0.0, JITTER_S)):
-            events.put(event)
-        while not events.empty():
-            event = events.get_nowait()
-            run.starts += isinstance(event, TransportStart)
-            timeline.handle(event)
+    def at(stream_s: float) -> None:
+        now[0] = stream_s
+
+    made = stream_into(Timeline(queue.Queue(), run.follower, on_bar), audio, RATE, HOST0_S, BLOCK, JITTER_S, seed,
+                       on_block=at)
+    run.starts = sum(isinstance(event, TransportStart) for event in made)
     return run
 
 

@@ -6,10 +6,11 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bridge.midi import jack_running
@@ -106,3 +107,15 @@ def latent(jack_server: None) -> Iterator[LatentDelay]:
         process.wait(timeout=5)
         client.deactivate()
         client.close()
+
+
+def push_in_odd_blocks(push: Callable[[np.ndarray], list[float]], audio: np.ndarray, seed: int = 0) -> list[float]:
+    """Feed `audio` to a streaming tracker's `push` in seeded random blocks of 1-2999 samples; all it reported."""
+    found: list[float] = []
+    rng = np.random.default_rng(seed)
+    start = 0
+    while start < len(audio):
+        size = int(rng.integers(1, 3000))
+        found += push(audio[start : start + size])
+        start += size
+    return found

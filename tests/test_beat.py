@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from conftest import push_in_odd_blocks
+
 from engine.errors import CypherError
 from engine.listen.beat import BeatTracker, analyse_beat, fit_tempo_bpm, fold_tempo
 from engine.presets import BeatSpec
@@ -52,13 +54,7 @@ def test_without_the_hint_aubio_doubles_a_slow_beat_and_the_hint_folds_it() -> N
 def test_push_in_odd_blocks_matches_whole_clip() -> None:
     audio = synth_beat(BOOM_BAP, 90.0, 4, SAMPLE_RATE)
     tracker = BeatTracker(SAMPLE_RATE, reference_bpm=90.0)
-    found: list[float] = []
-    rng = np.random.default_rng(0)
-    start = 0
-    while start < len(audio):
-        size = int(rng.integers(1, 3000))
-        found += tracker.push(audio[start : start + size])
-        start += size
+    found = push_in_odd_blocks(tracker.push, audio)
     assert tuple(found) == tracker.beats_s == analyse_beat(audio, SAMPLE_RATE, reference_bpm=90.0).beats_s
     assert all(0.0 <= t <= len(audio) / SAMPLE_RATE for t in found)
 

@@ -15,7 +15,7 @@ import pytest
 from bridge.clock import ClockFollower
 from engine.errors import CypherError
 from engine.events import ClockTick, SongPosition, TransportStart, TransportStop
-from engine.listen.beatclock import BeatClock, DownbeatEstimate
+from engine.listen.beatclock import BeatClock, DownbeatEstimate, stream_into
 from engine.listen.pulse import PulseTracker
 from engine.presets import BeatSpec, load_style
 from engine.synth import beat_times_s, synth_beat
@@ -39,26 +39,19 @@ class Run:
 
 
 def drive(audio: np.ndarray, jitter_s: float = 0.0005, seed: int = 0) -> Run:
-    """Stream the audio in blocks (host stamps jittered) through BeatClock into a real Timeline via a queue."""
+    """Stream the audio in blocks (host stamps jittered) through BeatClock into a real Timeline."""
     run = Run()
-    events: queue.Queue = queue.Queue()
     now = [0.0]
 
     def on_bar(bar: int, time_s: float) -> None:
         run.bars.append((bar, time_s - HOST0_S, now[0]))
         run.predictions.append((bar + 1, run.follower.predict_time_s((bar + 1) * 3840) - HOST0_S))
 
-    timeline = Timeline(events, run.follower, on_bar)
-    clock = BeatClock(RATE)
-    rng = np.random.default_rng(seed)
-    for start in range(0, len(audio), BLOCK):
-        now[0] = min(start + BLOCK, len(audio)) / RATE
-        for event in clock.push(audio[start:start + BLOCK], HOST0_S + start / RATE + rng.normal(0.0, jitter_s)):
-            events.put(event)
-        while not events.empty():
-            event = events.get_nowait()
-            run.events.append(event)
-            timeline.handle(event)
+    def at(stream_s: float) -> None:
+        now[0] = stream_s
+
+    run.events = list(stream_into(Timeline(queue.Queue(), run.follower, on_bar), audio, RATE, HOST0_S, BLOCK,
+                                  jitter_s, seed, on_block=at))
     return run
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from conftest import push_in_odd_blocks
+
 from engine.errors import CypherError
 from engine.listen.beat import analyse_beat
 from engine.listen.pulse import PulseTracker
@@ -124,13 +126,7 @@ def test_push_in_odd_blocks_matches_whole_clip() -> None:
     audio, _, _ = two_tempi(110.0, 118.8, (3, 3))
     _, whole = track(audio, block=len(audio))
     tracker = PulseTracker(RATE)
-    found: list[float] = []
-    rng = np.random.default_rng(0)
-    start = 0
-    while start < len(audio):
-        size = int(rng.integers(1, 3000))
-        found += tracker.push(audio[start : start + size])
-        start += size
+    found = push_in_odd_blocks(tracker.push, audio)
     assert found == whole and tuple(found) == tracker.beats_s and len(found) >= 8
 
 

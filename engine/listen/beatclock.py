@@ -33,6 +33,8 @@ import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import aubio
 import numpy as np
@@ -42,6 +44,9 @@ from engine.events import ClockEvent, ClockTick, SongPosition, TransportStart, T
 from engine.listen.capture import JackCapture
 from engine.listen.pulse import PulseTracker
 from engine.timebase import BEATS_PER_BAR, MIDI_PPQN
+
+if TYPE_CHECKING:
+    from engine.timeline import Timeline
 
 log = logging.getLogger(__name__)
 
@@ -461,3 +466,22 @@ class BeatBusClock:
                 self.events.put(event)
             self.blocks += 1
             next_frame += self.block_frames
+
+
+def stream_into(timeline: Timeline, audio: np.ndarray, sample_rate: int, host_start_s: float,
+                block_frames: int = 1024, stamp_jitter_s: float = 0.0, seed: int = 0,
+                on_block: Callable[[float], None] | None = None) -> list[ClockEvent]:
+    """Stream a recorded beat bus through a new `BeatClock` into `timeline`, block by block as `BeatBusClock` does
+    (each block stamped with its host time, plus seeded Gaussian jitter as a capture's stamps have);
+    `on_block(stream_s)` is told where the stream is before each block's events are handled. The events made."""
+    clock = BeatClock(sample_rate)
+    rng = np.random.default_rng(seed)
+    made: list[ClockEvent] = []
+    for start in range(0, len(audio), block_frames):
+        if on_block is not None:
+            on_block(min(start + block_frames, len(audio)) / sample_rate)
+        stamp_s = host_start_s + start / sample_rate + (rng.normal(0.0, stamp_jitter_s) if stamp_jitter_s else 0.0)
+        for event in clock.push(audio[start:start + block_frames], stamp_s):
+            made.append(event)
+            timeline.handle(event)
+    return made
