@@ -119,3 +119,17 @@ def push_in_odd_blocks(push: Callable[[np.ndarray], list[float]], audio: np.ndar
         found += push(audio[start : start + size])
         start += size
     return found
+
+
+def median_f0(audio: np.ndarray, sample_rate: int = 48000) -> float:
+    """The median pitch of confident frames (aubio's yin)."""
+    import aubio
+
+    detector = aubio.pitch("yin", 2048, 512, sample_rate)
+    detector.set_unit("Hz")
+    found = []
+    for i in range(0, len(audio) - 512, 512):
+        f0 = detector(audio[i:i + 512].astype(np.float32))[0]
+        if detector.get_confidence() > 0.8 and 50 < f0 < 400:
+            found.append(f0)
+    return float(np.median(found))

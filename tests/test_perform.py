@@ -4,9 +4,10 @@ Real planner, lexicon filler, Piper voice, pedalboard effects and aubio pitch; n
 
 import math
 
-import aubio
 import numpy as np
 import pytest
+
+from conftest import median_f0
 
 from engine.line import LineJob, LineWriter, VoiceCache
 from engine.perform import Knobs, KnobError, shape_pattern, shape_style
@@ -111,17 +112,6 @@ def test_wet_zero_leaves_no_delay_or_reverb_tail() -> None:
     assert tail_rms(0.0) < 0.05 * tail_rms(1.0)
 
 
-def _median_pitch_hz(audio: np.ndarray) -> float:
-    pitch = aubio.pitch("yin", 2048, 512, RATE)
-    pitch.set_unit("Hz")
-    found = []
-    for start in range(0, len(audio) - 512, 512):
-        hz = pitch(audio[start:start + 512].astype(np.float32))[0]
-        if pitch.get_confidence() > 0.8 and 60.0 < hz < 500.0:
-            found.append(hz)
-    return float(np.median(found))
-
-
 @pytest.mark.models
 def test_energy_lifts_the_voice() -> None:
     style = load_style("boom_bap")
@@ -130,7 +120,7 @@ def test_energy_lifts_the_voice() -> None:
                                                                       knobs=Knobs(energy=energy, wet=0.0)))
             for energy in (0.0, 1.0)}
     assert made[0.0].line.words == made[1.0].line.words
-    low, high = (_median_pitch_hz(made[e].audio) for e in (0.0, 1.0))
+    low, high = (median_f0(made[e].audio) for e in (0.0, 1.0))
     assert 2 ** (2.0 / 12) < high / low < 2 ** (4.0 / 12)  # 3 semitones apart (1.5 either side)
 
 

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import median_f0
+
 from engine.errors import BackendMissingError, VoiceError
 from engine.voice import fit
 from engine.voice.speak import EspeakVoice, FittedAudio, PiperVoice, accent_gain, load_voice
@@ -231,20 +233,6 @@ def test_time_zero_is_where_the_lead_says(voice: PiperVoice) -> None:
     assert abs(early.vowel_onsets_s[0]) < 0.006 and abs(late.vowel_onsets_s[0] - 0.5) < 0.006
     silent = late.audio[:late.lead_samples + int(0.4 * SAMPLE_RATE)]
     assert np.max(np.abs(silent)) < 0.05 * np.max(np.abs(late.audio))  # nothing but the 'k' before the vowel
-
-
-def median_f0(audio: np.ndarray) -> float:
-    """The median pitch of confident frames (aubio's yin)."""
-    import aubio
-
-    detector = aubio.pitch("yin", 2048, 512, SAMPLE_RATE)
-    detector.set_unit("Hz")
-    found = []
-    for i in range(0, len(audio) - 512, 512):
-        f0 = detector(audio[i:i + 512].astype(np.float32))[0]
-        if detector.get_confidence() > 0.8 and 50 < f0 < 400:
-            found.append(f0)
-    return float(np.median(found))
 
 
 @pytest.mark.models
