@@ -20,10 +20,9 @@ from engine.errors import CypherError, PlanError
 from engine.perform import Knobs, shape_style
 from engine.presets import Style, available_styles, load_style, load_style_file
 from engine.write.fill_lexicon import LexiconFiller
-from engine.write.grid import BarGrid, Slot
 from engine.write.phonetics import in_dictionary, tokenize
 from engine.write.plan import FillContext, FilledLine, Filler
-from engine.write.planner import MAX_BARS, STOPWORDS, assign_slots, plan_line, syllables_per_word
+from engine.write.planner import MAX_BARS, STOPWORDS, plan_line, spoken_line
 from engine.write.rhyme import rhyme_density, rhymes
 
 MIN_WRITE_BARS = 1  # offline there is no opponent bar to wait for, so one bar is a valid answer
@@ -195,9 +194,8 @@ def write_answer(
             relaxed.append(f"filler: {filler_name} could not write it ({exc}); the lexicon filler did")
             name = "lexicon"
             filled = fallback.fill_line(plan, ctx)
-        words = tuple(w for w in filled.words if tokenize(w))
-        counts = syllables_per_word(words)
-        line = FilledLine(plan, words, counts, _slots(plan.grid, sum(counts)))
+        line = spoken_line(plan, filled.words, allow_unfit=True)  # an unfit line is reported below, not raised
+        words = line.words
         ctx.previous.append(line)
         landed = rhyme_landed(line)
         if not landed:
@@ -213,14 +211,6 @@ def write_answer(
         written.append(done)
         on_line(done)
     return written
-
-
-def _slots(grid: BarGrid, syllable_count: int) -> tuple[Slot, ...]:
-    """The grid slots the line's syllables land on (as the live writer places them); () when they do not fit."""
-    try:
-        return assign_slots(grid, syllable_count)
-    except PlanError:
-        return ()
 
 
 def summary(written: Sequence[WrittenLine]) -> dict[str, Any]:

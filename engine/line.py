@@ -23,11 +23,10 @@ from engine.presets import Style, VoiceSpec
 from engine.timebase import ticks_to_seconds
 from engine.voice.fx import apply_chain, build_chain
 from engine.voice.speak import Voice
-from engine.write.phonetics import tokenize
 from engine.write.fill_lexicon import LexiconFiller
 from engine.write.memory import BattleMemory
 from engine.write.plan import FillContext, FilledLine, Filler
-from engine.write.planner import assign_slots, plan_line, syllables_per_word
+from engine.write.planner import plan_line, spoken_line
 
 log = logging.getLogger(__name__)
 
@@ -110,17 +109,14 @@ class LineWriter:
                          earlier_heard=self.memory.heard_before(job.turn), answer_count=job.knobs.answer_words)
         filler = self._filler_in_time(job)
         filled = filler.fill_line(plan, ctx)
-        words = tuple(w for w in filled.words if tokenize(w))
-        counts = syllables_per_word(words)
-        slots = assign_slots(plan.grid, sum(counts))
-        line = FilledLine(plan, words, counts, slots)
+        line = spoken_line(plan, filled.words)
         ctx.previous.append(line)
         self.memory.say(line.text)
         t1 = time.monotonic()
 
-        onsets = tuple(ticks_to_seconds(plan.grid.slot_ticks(s), job.tempo_bpm) for s in slots)
+        onsets = tuple(ticks_to_seconds(plan.grid.slot_ticks(s), job.tempo_bpm) for s in line.slots)
         voice = self.voice_for(style.voice)
-        fitted = voice.speak_fitted(words, counts, onsets, [int(s.stressed) for s in slots])
+        fitted = voice.speak_fitted(line.words, line.syllables, onsets, [int(s.stressed) for s in line.slots])
         t2 = time.monotonic()
         wet = apply_chain(build_chain(style.fx, job.tempo_bpm, voice.sample_rate), fitted.audio,
                           voice.sample_rate)

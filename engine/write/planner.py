@@ -157,3 +157,18 @@ def assign_slots(grid: BarGrid, syllable_count: int) -> tuple[Slot, ...]:
 def syllables_per_word(words: Sequence[str]) -> tuple[int, ...]:
     """Syllable count per word, at least one each."""
     return tuple(max(1, syllables(w)) for w in words)
+
+
+def spoken_line(plan: LinePlan, words: Sequence[str], allow_unfit: bool = False) -> FilledLine:
+    """A filler's words as a line on the plan's grid: the spoken words only (punctuation-only tokens dropped), their
+    syllables and the slots they land on. PlanError when they do not fit the grid, or, with `allow_unfit`, a line
+    without slots."""
+    spoken = tuple(w for w in words if tokenize(w))
+    counts = syllables_per_word(spoken)
+    try:
+        slots = assign_slots(plan.grid, sum(counts))
+    except PlanError:
+        if not allow_unfit:
+            raise
+        slots = ()
+    return FilledLine(plan, spoken, counts, slots)
