@@ -7,7 +7,8 @@ monotonic clock); no I/O and no wall clock. Each accepted clock gets a running i
 
 Robustness: a tick far off the line is left out of the fit (it still counts as a clock); a run of off-line
 ticks on one side, or recent residuals whose mean drifts, means the tempo changed, and the window restarts
-from the recent ticks. Garbage (non-finite or backwards times, out-of-range Song Position, fits outside
+from the recent ticks, unless the run sits on the line a whole number of periods later: then clocks were lost
+on the way, and they are counted. Garbage (non-finite or backwards times, out-of-range Song Position, fits outside
 20-999 BPM, unknown objects) is counted in `ignored` and never raises.
 """
 
@@ -37,6 +38,8 @@ from engine.timebase import MIDI_PPQN, TICKS_PER_MIDI_CLOCK, Position, position_
 
 logger = logging.getLogger(__name__)
 
+MAX_LOST_CLOCKS = 4  # clocks missing in a row that are counted from the next ones' times (JACK drops a cycle or two)
+SHORTEST_GAP_S = 0.1  # a silence shorter than this is a stall, never clocks stopping and resuming
 MAX_BUNCHED_CLOCKS = 24  # a beat's worth of clocks arriving at once still counts; more is a flood, ignored
 NOISE_GAPS = 48  # clock intervals behind the port-noise estimate (two beats)
 NOISE_MIN_GAPS = 12  # intervals needed before that estimate counts
@@ -171,6 +174,7 @@ class ClockFollower:
         self._resume_ticks = 0
         self.ignored = 0
         self.outliers = 0
+        self.lost_clocks = 0  # clocks the port dropped, found from the times of the ones after them
         self._bunched = 0  # clocks in a row that came too close together to be timed
         self._gaps_s: deque[float] = deque(maxlen=NOISE_GAPS)  # recent clock intervals, for the port's noise
         self.tempo_changes = 0
@@ -285,7 +289,7 @@ class ClockFollower:
         """
         if self._line is None or len(self._window) < self._min_ticks:
             return 1.5 * SLOWEST_CLOCK_PERIOD_S
-        return max(4.0 * self._line.period_s, 4.0 * self._threshold_s())
+        return max(4.0 * self._line.period_s, 4.0 * self._threshold_s(), SHORTEST_GAP_S)
 
     def _threshold_s(self) -> float:
         rms_s = 0.0 if self._line is None else self._line.rms_s
@@ -298,11 +302,16 @@ class ClockFollower:
         with a short one between them. A window that restarts on such a run fits it perfectly and would take the
         next short interval for a tempo change; the interval spread says how much wobble to expect instead.
         """
-        gaps = self._gaps_s
+        if len(self._gaps_s) < NOISE_MIN_GAPS:
+            return 0.0
+        gaps = np.fromiter(self._gaps_s, dtype=np.float64)
+        typical_s = float(np.median(gaps))
+        # A lost clock's double interval or a stall's long one is not port noise: it would widen the threshold
+        # until the lost clock passed as jitter.
+        gaps = gaps[np.abs(gaps - typical_s) < 0.5 * typical_s]
         if len(gaps) < NOISE_MIN_GAPS:
             return 0.0
-        mean_s = sum(gaps) / len(gaps)
-        return math.sqrt(sum((g - mean_s) ** 2 for g in gaps) / (len(gaps) - 1) / 2.0)
+        return float(np.std(gaps, ddof=1)) / math.sqrt(2.0)
 
     def _on_tick(self, time_s: float) -> None:
         if self._last_time_s is not None:
@@ -311,7 +320,7 @@ class ClockFollower:
                 return
             if time_s - self._last_time_s > self._gap_s():
                 self._restart(keep_tempo=True)
-        if self._too_fast(time_s):
+        if self._too_fast(time_s) or self._held_up(time_s):
             self._bunched += 1
             if self._bunched > MAX_BUNCHED_CLOCKS and self._index + 1 > self._clocks_due(time_s):
                 self._ignore(time_s)  # a flood, not a late delivery: not a clock
@@ -330,10 +339,11 @@ class ClockFollower:
             # ones): still a clock, so it moves the position; only its time is left out. Dropping it put every
             # later bar line a clock late (a 100-turn soak at 140 and 174 BPM: 14-18 ms, then twice that).
             self.outliers += 1
-            self._index = index
+            self._index += 1
             self._recent_times_s.append(time_s)
             return
-        self._index = index
+        self._index += 1  # past `index` by the clocks _add_point found lost on the way, if any
+        index = self._index
         self._last_time_s = time_s
         self._recent_times_s.append(time_s)
         if not self._seen_transport and not self._playing:
@@ -349,6 +359,13 @@ class ClockFollower:
         if not lines:
             return self._index - self._bunched + 1 + MAX_BUNCHED_CLOCKS
         return max(line.centre_index + (time_s - line.centre_s) / line.period_s for line in lines) + 2.0
+
+    def _held_up(self, time_s: float) -> bool:
+        """True for a clock less than half a period after the one before: a stall's backlog delivered with it, whose
+        time says nothing of the tempo (fitted after a gap, three of them made 631 BPM out of 174)."""
+        period_s = self._line.period_s if self._line is not None else self._period_hint_s
+        recent = self._recent_times_s
+        return period_s is not None and bool(recent) and time_s - recent[-1] < 0.5 * period_s
 
     def _too_fast(self, time_s: float) -> bool:
         """True when this tick and the last min_ticks - 1 span less time than 999 BPM allows (a burst).
@@ -395,6 +412,17 @@ class ClockFollower:
         self._suspects.append((index, time_s, residual_s))
         if len(self._suspects) < self._change_run:
             return True
+        lost = self._lost_clocks()
+        if lost:
+            # The clock went on at the same tempo, `lost` periods ahead of our count: clocks the port dropped
+            # (JACK MIDI loses a cycle's events for a client that misses it). Count them, keep the line.
+            logger.debug("%d MIDI clock(s) lost on the way; counted from their neighbours' times", lost)
+            self.lost_clocks += lost
+            self._index += lost
+            self._window.extend((n + lost, t) for n, t, _ in self._suspects)
+            self._suspects.clear()
+            self._refit()
+            return True
         points = [(n, t) for n, t, _ in self._suspects]
         candidate = fit_clock_line(points)
         if not MIN_TEMPO_BPM <= candidate.tempo_bpm <= MAX_TEMPO_BPM:
@@ -405,6 +433,20 @@ class ClockFollower:
         self._restart(keep_tempo=False, points=points)
         self._refit()
         return True
+
+    def _lost_clocks(self) -> int:
+        """Clocks missing before the suspects, when all of them sit on the line shifted by the same whole number of
+        periods (a tempo change spreads them; a late delivery is followed by clocks back on the line); else 0.
+        Each must be within the outlier threshold of the shifted line."""
+        line = self._line
+        if line is None:
+            return 0
+        threshold_s = self._threshold_s()
+        residuals_s = [r for _, _, r in self._suspects]
+        lost = round(sum(residuals_s) / len(residuals_s) / line.period_s)
+        if not 1 <= lost <= MAX_LOST_CLOCKS or any(abs(r - lost * line.period_s) > threshold_s for r in residuals_s):
+            return 0
+        return lost
 
     def _refit(self) -> bool:
         """Refit the line to the window; False if the fit leaves the tempo range once a tempo is known."""

@@ -172,6 +172,7 @@ class HarnessRun:
     recorder_gaps: int = 0
     clock_restarts: int = 0  # the engine's clock follower took the steady clock for a tempo change
     clock_outliers: int = 0  # clocks the follower left out of its fit (late deliveries)
+    clock_lost: int = 0  # clocks the port dropped that the follower counted from the next ones' times
     wall_s: float = 0.0
     engine_cpu_s: float = 0.0
     worker_cpu_s: float = 0.0
@@ -510,6 +511,7 @@ def run_harness(config: HarnessConfig) -> HarnessRun:
         result.recorder_gaps = daw.daw.status().gaps
         result.clock_restarts = session.follower.tempo_changes
         result.clock_outliers = session.follower.outliers
+        result.clock_lost = session.follower.lost_clocks
         result.errors.extend(f"panel: {r}" for r in rejected)
         return result
     finally:
