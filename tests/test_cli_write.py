@@ -153,11 +153,11 @@ def test_stdin_accents_and_words_no_dictionary_knows():
 def test_a_plan_no_filler_can_meet_is_relaxed_and_said(capsys, tmp_path):
     style = one_syllable_style(tmp_path)
     verse = tmp_path / "odd.txt"
-    verse.write_text("you wear the color of a bright orange\nI waited on you for a month\n")
+    verse.write_text("you put too much sugar\nI waited on you for a month\n")
     code, out, err = write(capsys, "--opponent", str(verse), "--style", str(style), "--words", "lexicon")
     assert code == 0
     assert len(out.splitlines()) == 2
-    assert "relaxed bar 1: end rhyme:" in err and "does not rhyme with 'orange'" in err
+    assert "relaxed bar 1: end rhyme:" in err and "does not rhyme with 'sugar'" in err
     assert "relaxed bar 1: syllables:" in err and "for a budget of 1" in err
     assert "timing:" in err
     data = write_json(capsys, "--opponent", str(verse), "--style", str(style), "--words", "lexicon")
@@ -165,7 +165,7 @@ def test_a_plan_no_filler_can_meet_is_relaxed_and_said(capsys, tmp_path):
         assert p["budget"] == 1
         assert any(r.startswith("syllables:") for r in p["relaxed"])
         assert any(r.startswith("end rhyme:") for r in p["relaxed"]) == (not p["rhyme_landed"])
-    assert data["plan"][0]["rhyme_landed"] is False  # nothing in the word list rhymes with "orange"
+    assert data["plan"][0]["rhyme_landed"] is False  # no word the lexicon knows rhymes with "sugar"
 
 
 @pytest.mark.parametrize(("make", "message"), [
@@ -227,11 +227,11 @@ def test_without_the_model_stack(tmp_path):
 
 
 def test_language_model_writes_and_falls_back_when_it_cannot(tmp_path):
-    """With the model: a one-syllable bar that must rhyme with "orange" (no one-syllable word does) is refused by
+    """With the model: a one-syllable bar that must rhyme with "sugar" (no one-syllable word does) is refused by
     the model and written by the lexicon, and the command says so; the next bar the model writes itself."""
     style = one_syllable_style(tmp_path)
     verse = tmp_path / "odd.txt"
-    verse.write_text("you wear the color of a bright orange\nI waited on you for a month\n")
+    verse.write_text("you put too much sugar\nI waited on you for a month\n")
     result = cypher("write", "--opponent", str(verse), "--style", str(style), "--words", "lm", "--json")
     assert result.returncode == 0, result.stdout + result.stderr
     data = json.loads(result.stdout)

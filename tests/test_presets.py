@@ -67,7 +67,6 @@ import numpy as np  # noqa: E402
 from rich.console import Console  # noqa: E402
 
 from engine import cli_presets  # noqa: E402
-from engine.presets import PRESETS_DIR  # noqa: E402
 from engine.synth import drum_hits, synth_beat  # noqa: E402
 from engine.timebase import PPQN, TICKS_PER_BAR, ticks_to_samples  # noqa: E402
 from engine.write.fill_lexicon import LexiconFiller  # noqa: E402

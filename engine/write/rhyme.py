@@ -124,3 +124,62 @@ def rhyme_density(words: Sequence[str], window: int = DENSITY_WINDOW_WORDS) -> f
             best = max(best, n)
         total += best
     return total / len(ends)
+
+
+
+class DensityScorer:
+    """Scores candidate continuations of what was already said by what they add to the DopeLearning sum.
+
+    `rhyme_density(history + new) * n == rhyme_density(history) * m + DensityScorer(history).gain(new)`, with n
+    and m the words with vowels in each; the history's vowels are worked out once for all candidates.
+    """
+
+    def __init__(self, history: Sequence[str], window: int = DENSITY_WINDOW_WORDS) -> None:
+        self.window = window
+        spoken = [(w.lower(), vowels(w)) for w in history]
+        spoken = [(w, vs) for w, vs in spoken if vs]
+        self._words = [w for w, _ in spoken]
+        self._seq: list[str] = []
+        self._ends: list[int] = []
+        for _, vs in spoken:  # all of it: a shared vowel run can reach back past the window
+            self._seq.extend(vs)
+            self._ends.append(len(self._seq) - 1)
+        self._vowels: dict[str, tuple[str, ...]] = {}
+
+    def gain(self, new: Sequence[str]) -> int:
+        """For each new word, the longest vowel run ending at it that also ends at one of the `window` words before
+        it (another word than itself), summed."""
+        seq = list(self._seq)
+        ends = list(self._ends)
+        keep = list(self._words)
+        first = len(ends)
+        for w in new:
+            lw = w.lower()
+            vs = self._vowels.get(lw)
+            if vs is None:
+                vs = self._vowels[lw] = vowels(lw)
+            if not vs:
+                continue
+            seq.extend(vs)
+            ends.append(len(seq) - 1)
+            keep.append(lw)
+        total = 0
+        for i in range(first, len(ends)):
+            end_i = ends[i]
+            best = 0
+            for j in range(max(0, i - self.window), i):
+                if keep[j] == keep[i]:
+                    continue
+                end_j = ends[j]
+                n = 0
+                while end_j - n >= 0 and end_i - n > end_j and seq[end_i - n] == seq[end_j - n]:
+                    n += 1
+                if n > best:
+                    best = n
+            total += best
+        return total
+
+
+def density_gain(history: Sequence[str], new: Sequence[str], window: int = DENSITY_WINDOW_WORDS) -> int:
+    """What `new` words, said right after `history`, add to the DopeLearning sum (see DensityScorer)."""
+    return DensityScorer(history, window).gain(new)
