@@ -11,7 +11,8 @@ Rows (over all lines of all verses): syllable fit (within ±1 of the budget), pl
 slant rhyme with the plan's rhyme words), rhyme density (DopeLearning, per verse, mean), opponent references per
 4 bars (lines that take up a planned answer word), distinct-2 (unique word bigrams / bigrams, per verse, mean),
 fluency (mean log-probability per token of the final line, scored by the same model under the same prompt), time
-to the first bar (plan + fill of bar 1, median over verses) and time per further bar (median).
+to the first bar (plan + fill of bar 1, median over verses), time per further bar (median), and the CPU time this
+process spent per further bar (median; on a shared machine the wall clock also counts other jobs' load).
 
   python scripts/bench_write.py            all verses (about 15 minutes on 2 busy cores)
   python scripts/bench_write.py --quick    3 verses (under 3 minutes)
@@ -58,6 +59,7 @@ ROWS = {
     "fluency": "fluency (mean log p / token)",
     "first_bar_s": "time to first bar (s, median)",
     "per_bar_s": "time per further bar (s, median)",
+    "per_bar_cpu_s": "CPU time per further bar (s, median)",
 }
 
 
@@ -99,6 +101,7 @@ class Tally:
     fluency: list[float] = field(default_factory=list)
     first_s: list[float] = field(default_factory=list)
     per_bar_s: list[float] = field(default_factory=list)
+    per_bar_cpu_s: list[float] = field(default_factory=list)
     verses: list[dict[str, Any]] = field(default_factory=list)
 
     def summary(self) -> dict[str, float]:
@@ -113,6 +116,7 @@ class Tally:
             "fluency": statistics.fmean(self.fluency) if self.fluency else 0.0,
             "first_bar_s": statistics.median(self.first_s) if self.first_s else 0.0,
             "per_bar_s": statistics.median(self.per_bar_s) if self.per_bar_s else 0.0,
+            "per_bar_cpu_s": statistics.median(self.per_bar_cpu_s) if self.per_bar_cpu_s else 0.0,
         }
 
 
@@ -143,11 +147,13 @@ def run_verse(filler: Any, lm: LMFiller, style: Any, opponent: list[str], seed: 
     for bar in range(BARS):
         heard = opponent[: bar + 1]
         context.opponent_lines = tuple(heard)
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.process_time()
         plan = plan_line(style, bar, heard, context.previous)
         filled = filler.fill_line(plan, context)
         took = time.perf_counter() - started
         (tally.first_s if bar == 0 else tally.per_bar_s).append(took)
+        if bar:
+            tally.per_bar_cpu_s.append(time.process_time() - started_cpu)
         fluency = lm.fluency(lm.prompt_ids(plan, context), filled.text)
         context.previous.append(filled)
         count = sum(syllables(w) for w in filled.words)

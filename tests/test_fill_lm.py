@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from engine.errors import BackendMissingError, PlanError
-from engine.write.fill_lm import NO_END_WORDS, LMFiller, blocked, default_cache_root, spoken_words
+from engine.write.fill_lm import NO_END_WORDS, LMFiller, _Candidate, blocked, default_cache_root, spoken_words
 from engine.write.grid import BarGrid, Slot
 from engine.write.phonetics import syllables
 from engine.write.plan import FillContext, FilledLine, LinePlan
-from engine.write.rhyme import rhymes
+from engine.write.rhyme import DensityScorer, rhymes
 
 pytestmark = pytest.mark.models
 
@@ -159,3 +159,50 @@ def test_fluency_prefers_english_to_its_words_reversed(filler: LMFiller) -> None
     good = "I run this city and I never lose my time"
     assert filler.fluency(prompt, good) > filler.fluency(prompt, " ".join(reversed(good.split()))) + 1.0
     assert filler.fluency(prompt, "") == 0.0
+
+
+def test_each_lines_prompt_extends_the_previous_one(filler: LMFiller, verse: list[FilledLine]) -> None:
+    """The exchange is kept as chat turns, so the model only runs the new turns: bar n's prompt starts with bar
+    n-1's whole prompt (opponent lines heard one a bar, as the live writer and cypher write hear them)."""
+    prompts = []
+    for bar in range(len(verse)):
+        context = FillContext(opponent_lines=OPPONENT[: bar + 1], previous=verse[:bar])
+        prompts.append(filler.prompt_ids(verse[bar].plan, context))
+    for before, after in zip(prompts, prompts[1:]):
+        assert after[: len(before)] == before
+        assert len(after) - len(before) < 80  # our line, the opponent's next line and the ask
+    text = filler.tokenizer.decode(prompts[-1])
+    assert all(line in text for line in OPPONENT) and all(line.text in text for line in verse[:-1])
+
+
+def test_rhyme_bonus_rewards_shared_vowels_on_the_beat_and_not_function_words(filler: LMFiller) -> None:
+    line = plan_line(0, 10)  # syllables 0, 4, 6, 8 and 9 sit on stressed slots
+    context = FillContext(opponent_lines=OPPONENT)
+    context.previous.append(FilledLine(plan=line, words=("I", "run", "the", "night", "and", "the", "light"),
+                                       syllables=(1,) * 7))
+    t = filler._targets(line, context)
+    scorer = DensityScorer(t.before)
+    token = {w: filler.tokenizer.encode(f" {w}", add_special_tokens=False)[0] for w in ("fight", "book", "a")}
+    on_beat = next(i for i, s in enumerate(line.stresses) if s)
+    off_beat = next(i for i, s in enumerate(line.stresses) if not s)
+    assert filler._rhyme_bonus(token["fight"], on_beat, t, scorer) > filler._rhyme_bonus(
+        token["fight"], off_beat, t, scorer) > 0  # "fight" shares AY with "night" and "light"
+    assert filler._rhyme_bonus(token["book"], on_beat, t, scorer) == 0.0  # no vowel in common
+    per_vowel = {w: filler._rhyme_bonus(token[w], on_beat, t, scorer) / scorer.gain((w,)) for w in ("a", "fight")}
+    assert 0 < per_vowel["a"] < per_vowel["fight"] / 2  # "a" matches "the", but function words earn a small share
+
+
+def test_no_two_determiners_in_a_row(filler: LMFiller) -> None:
+    line = plan_line(0, 10)
+    t = filler._targets(line, FillContext(opponent_lines=OPPONENT))
+    after_the = _Candidate(text="I took the", done_syllables=2, partial="the")
+    the_city = filler.tokenizer.encode(" city", add_special_tokens=False)[0]
+    for det in (" a", " the", " your"):
+        assert filler._admit(after_the, filler.tokenizer.encode(det, add_special_tokens=False)[0], t,
+                             False) is None
+    assert filler._admit(after_the, the_city, t, False) is not None
+
+
+def test_lines_do_not_all_open_alike(verse: list[FilledLine]) -> None:
+    firsts = [line.words[0].lower() for line in verse]
+    assert len(set(firsts)) >= 3, firsts

@@ -1,16 +1,20 @@
 """The language-model filler: SmolLM2-135M-Instruct writes each planned line under the plan's constraints.
 
-Decoding is a step loop over one batch of candidates that share the prompt's key/value cache. At every step each
-candidate looks at the model's most likely tokens and keeps only those that fit: no symbols, newlines or title
-case, no word that would leave too few syllables for the end rhyme, and, once the line nears its budget, only a
+The prompt is the exchange so far as chat turns (the opponent's line of each bar, our line as the reply), so each
+line's prompt extends the previous one and only its last turns go through the model again. Decoding is a step loop
+over one batch of candidates that share the prompt's key/value cache. At every step each candidate looks at the
+model's most likely tokens and keeps only those that fit: no symbols, newlines or title case, no two determiners in
+a row, no word that would leave too few syllables for the end rhyme, and, once the line nears its budget, only a
 word of the planned rhyme class whose syllables fill the budget (or leave it one short). That word ends the line,
-wherever the model finds it likely: the end word is never forced (nor a function word like "and"). Along the way
-words of the end rhyme's vowel class get a small bonus (internal rhymes), and so does the word before the end word
-when its last vowel matches the rhyme partner's vowel there (a two-vowel rhyme tail: "borrowed rhyme" / "follow
-time"). Clean language is kept (a word list). The candidates are then reranked by syllable fit, end rhyme,
-reference to the opponent, fluency (including the end word's own likelihood and the model's wish to end the line
-there), rhyme density with our previous line, a multisyllabic tail, and freshness (no copying of the opponent or
-the worked example). Not thread-safe: one filler serves one writer thread.
+wherever the model finds it likely: the end word is never forced (nor a function word like "and"). Among the
+tokens that fit, a whole word earns a bonus for each vowel it would share with the end of a recent word (what the
+DopeLearning rhyme density counts), in full when it is a content word whose stress lands on a stressed slot of the
+plan; words of the end rhyme's vowel class and a word before the end word that extends the rhyme backwards (a
+two-vowel tail: "borrowed rhyme" / "follow time") get a bonus too. Lines do not open like our last lines did.
+Clean language is kept (a word list). The candidates are then reranked by syllable fit, end rhyme, reference to
+the opponent, fluency (including the end word's own likelihood and the model's wish to end the line there), the
+line's own rhyme density against the verse before it, a multisyllabic tail, and freshness (no copying of the
+opponent or the worked example). Not thread-safe: one filler serves one writer thread.
 """
 
 from __future__ import annotations
@@ -29,9 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import BackendMissingError, PlanError
-from engine.write.phonetics import in_dictionary, normalize, syllables, vowels
+from engine.write.phonetics import in_dictionary, normalize, stresses, syllables, vowels
 from engine.write.plan import FillContext, FilledLine, LinePlan
-from engine.write.rhyme import multisyllabic_match, rhyme_density, rhymes, word_vowel_key
+from engine.write.rhyme import DENSITY_WINDOW_WORDS, DensityScorer, multisyllabic_match, rhymes, word_vowel_key
 
 log = logging.getLogger(__name__)
 
@@ -54,13 +58,21 @@ REPEAT_PENALTY = 3.0  # logit malus for a token this candidate already wrote
 STALE_PENALTY = 1.5  # logit malus for the words of four letters or more in our earlier lines and PROMPT_WORDS
 EXAMPLE_PENALTY = 3.0  # logit malus for the worked example's words the opponent did not say (they leak otherwise)
 PROMPT_WORDS = frozenset({"opponent", "syllables", "write", "filler", "line", "lines"})  # the prompt's own words
+OPENER_PENALTY = 3.0  # logit malus for starting the line with the first token of one of our OPENER_LINES last lines
+OPENER_LINES = 3
 NEAR_END = 3  # syllables left at which rhyme words get their bonus
 COPY_MALUS = 3.0  # rerank malus for four words in a row from the opponent, three from the example or our lines
 REPEAT_MALUS = 1.0  # rerank malus per word of three letters or more said twice in the line
 END_WEIGHT = 1.0  # rerank weight of the model's chance to end the line after its last word
 END_WORD_WEIGHT = 0.5  # rerank weight of the end word's own log-probability (a rhyme tacked on reads badly)
-DENSITY_WEIGHT = 1.0  # rerank weight of the rhyme density of our previous line and this one together
+DENSITY_WEIGHT = 2.0  # rerank weight of the line's own rhyme density (its words against the verse before them)
+DENSITY_BIAS = 1.5  # logit bonus per vowel a whole-word token would match at the end of a recent word (density)
+DENSITY_CAP = 3  # matched vowels beyond this earn no more bonus
+OFFBEAT_SHARE = 0.5  # share of that bonus for a content word whose stressed syllable falls off the plan's stresses
+FUNCTION_SHARE = 0.3  # share of that bonus for a function word
 MULTI_BONUS = 1.0  # rerank bonus per vowel beyond the first that the line's tail shares with its rhyme partner
+HISTORY_TURNS = 8  # earlier exchanges kept in the prompt (dropped HISTORY_STEP at a time, so the cache holds)
+HISTORY_STEP = 4
 FRESH_ROUNDS = 3  # decoding rounds tried before giving up on finding a line not used before
 
 
@@ -80,6 +92,7 @@ BLOCKED_WORDS = frozenset({"ass", "hell", "damn", "hoe", "hoes", "crap", "piss",
 NO_END_WORDS = frozenset("""a an the and but or nor of to for with from at by as if than into onto upon my your his
     her our their its is are was were am be been has have had do does did can could would should will shall
     i'm you're we're they're i'll you'll i've very just""".split())
+DETERMINERS = frozenset("a an the my your his her our their its this that these those".split())
 PROMPT_BANNED = frozenset({"syllable", "syllables", "opponent", "opponents"})  # the prompt's words, never sung
 EXAMPLE_WORDS = frozenset(w.lower() for w in re.findall(r"[A-Za-z]{5,}", EXAMPLE[1]["content"]))
 
@@ -134,13 +147,16 @@ class _Targets:
     end_ids: dict[int, frozenset[int]]
     end_lists: dict[int, Any]  # the same ids as tensors, to rank them by score
     reserve: int
-    answer_ids: tuple[int, ...]
+    answer_ids: Any  # first tokens of the answer words (a tensor)
     answer_words: frozenset[str]
-    stale_ids: tuple[int, ...]
-    leak_ids: tuple[int, ...]  # first tokens of the worked example's words the opponent did not say
+    bias: Any  # per token, the malus for stale words and for the worked example's words the opponent did not say
     internal_ids: frozenset[int]  # word-start tokens in the end rhyme's vowel class (internal rhymes)
+    internal_list: Any  # the same ids as a tensor
     partner: tuple[str, ...]  # the line this one rhymes with (ours or the opponent's), for multisyllabic tails
     partner_vowels: tuple[str, ...]  # that line's vowels, in order
+    before: tuple[str, ...]  # our latest words, as many as the rhyme density looks back over
+    stresses: tuple[int, ...]  # per planned syllable, 1 on a stressed slot
+    openers: Any  # the first tokens of our latest lines (a tensor): lines that all start alike read as a template
 
 
 class LMFiller:
@@ -185,11 +201,14 @@ class LMFiller:
         self._pieces: list[str] = self.tokenizer.batch_decode([[i] for i in range(len(self.tokenizer))])
         self._ok = [bool(_PIECE_OK.match(p)) and p.strip().lower() not in PROMPT_BANNED for p in self._pieces]
         self._word_ids = self._index_words()
-        self._by_last_vowel: dict[tuple[str, int], list[int]] = {}
+        by_last_vowel: dict[tuple[str, int], list[int]] = {}
         for group in self._word_ids.values():
             for w, i in group:
                 if len(w) > 2:
-                    self._by_last_vowel.setdefault((vowels(w)[-1], syllables(w)), []).append(i)
+                    by_last_vowel.setdefault((vowels(w)[-1], syllables(w)), []).append(i)
+        self._by_last_vowel = {key: torch.tensor(ids) for key, ids in by_last_vowel.items()}
+        self._syllable_memo: dict[str, int] = {}
+        self._token_word = {i: w for group in self._word_ids.values() for w, i in group}
         self._end_ids = [i for i, p in enumerate(self._pieces) if p.strip(" ") and not p.strip(" .!?\n")]
         self._end_ids += [i for i in (self.tokenizer.eos_token_id,) if i is not None]
         params = inspect.signature(self.model.forward).parameters
@@ -242,26 +261,35 @@ class LMFiller:
                             for w in said - leaks for form in (f" {w}", w.capitalize())})
         leak_ids = sorted({self.tokenizer.encode(form, add_special_tokens=False)[0]
                            for w in leaks for form in (f" {w}", w.capitalize())})
-        end_lists = {s: self._torch.tensor(sorted(ids)) for s, ids in end_ids.items()}
+        openers = sorted({self.tokenizer.encode(f.text, add_special_tokens=False)[0]
+                          for f in context.previous[-OPENER_LINES:] if f.words})
+        torch = self._torch
+        end_lists = {s: torch.tensor(sorted(ids)) for s, ids in end_ids.items()}
+        bias = torch.zeros(len(self._pieces))
+        bias[stale_ids] = -STALE_PENALTY
+        bias[leak_ids] = -EXAMPLE_PENALTY
         partner = _partner(targets, context)
         inner = sorted({i for key in {word_vowel_key(x) for x in targets}
                         for w, i in self._word_ids.get(key, ()) if len(w) > 2 and w not in said})
-        return _Targets(line.budget, end_ids, end_lists, min(end_ids), tuple(answer_ids), answers,
-                        tuple(stale_ids), tuple(leak_ids), frozenset(inner), partner,
-                        tuple(v for w in partner for v in vowels(w)))
+        return _Targets(line.budget, end_ids, end_lists, min(end_ids), torch.tensor(answer_ids, dtype=torch.long),
+                        answers, bias, frozenset(inner), torch.tensor(inner, dtype=torch.long), partner,
+                        tuple(v for w in partner for v in vowels(w)),
+                        _recent_words(context), line.stresses, torch.tensor(openers, dtype=torch.long))
 
     # ---- prompt -------------------------------------------------------------------------------------------------
 
     def _prompt(self, line: LinePlan, context: FillContext) -> list[int]:
-        """The chat prompt: a system turn and one worked example (the same for every line, so their cache is
-        reused), then the opponent's verse, our lines so far and what this line must do."""
-        ask = ["Opponent:\n" + ("\n".join(context.opponent_lines[-8:]) or "(silence)") + "\n"]
-        ours = "\n".join(f.text for f in context.previous[-4:])
-        if ours:
-            ask.append(f"My lines so far:\n{ours}\n")
-        ask.append(f"Write my next line, about {line.budget} syllables")
-        ask.append(f", use the word {' and '.join(line.answer_words)}." if line.answer_words else ".")
-        messages = [{"role": "system", "content": SYSTEM}, *EXAMPLE, {"role": "user", "content": "".join(ask)}]
+        """The chat prompt: a system turn and one worked example, then the exchange so far as turns (the opponent's
+        line of each bar and what we were asked, our line as the reply) and the ask for this line. Each line's
+        prompt extends the previous one, so only its last turns are run through the model again."""
+        done = len(context.previous)
+        start = 0 if done < HISTORY_TURNS else ((done - HISTORY_TURNS) // HISTORY_STEP + 1) * HISTORY_STEP
+        messages = [{"role": "system", "content": SYSTEM}, *EXAMPLE]
+        for k in range(start, done):
+            said = context.previous[k]
+            messages.append({"role": "user", "content": _ask(context.opponent_lines[k:k + 1], said.plan)})
+            messages.append({"role": "assistant", "content": said.text})
+        messages.append({"role": "user", "content": _ask(context.opponent_lines[done:], line)})
         ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
         if not isinstance(ids, list):
             ids = ids["input_ids"]
@@ -287,6 +315,13 @@ class LMFiller:
 
     # ---- constraints --------------------------------------------------------------------------------------------
 
+    def _syllables(self, text: str) -> int:
+        """Syllables of a word or word start, remembered (the decoding loop asks about the same pieces often)."""
+        count = self._syllable_memo.get(text)
+        if count is None:
+            count = self._syllable_memo[text] = syllables(text)
+        return count
+
     def _admit(self, c: _Candidate, token: int, t: _Targets, forced: bool) -> tuple[str, float] | None:
         """Whether `token` may follow candidate `c`: returns its kind ('word', 'end', 'cont', 'comma') and the
         logit bias it earns, or None when it breaks a constraint."""
@@ -306,18 +341,20 @@ class LMFiller:
                 return None  # no title case mid-line: only "I" and its contractions are capitalised
             if word.lower().startswith(BLOCKED_STEMS):
                 return None
-            done = c.done_syllables + (syllables(c.partial) if c.partial else 0)
+            if c.partial.lower() in DETERMINERS and word.lower() in DETERMINERS:
+                return None  # "a the", "your my": never two determiners in a row
+            done = c.done_syllables + (self._syllables(c.partial) if c.partial else 0)
             left = t.budget - done
             if token in t.end_ids.get(left, ()):
                 return ("end", RHYME_BIAS if left <= NEAR_END else 0.0)
             if token in t.end_ids.get(left - 1, ()):
                 return ("end", 0.0)  # one syllable short: allowed, the rerank prefers exact lines
-            if forced or done + syllables(word) > limit:
+            if forced or done + self._syllables(word) > limit:
                 return None
             return ("word", 0.0)
         if forced or not c.partial or ("'" in c.partial and "'" in piece):
             return None
-        if c.done_syllables + syllables(c.partial + piece) > limit or (c.partial + piece).lower().startswith(
+        if c.done_syllables + self._syllables(c.partial + piece) > limit or (c.partial + piece).lower().startswith(
                 BLOCKED_STEMS):
             return None
         return ("cont", 0.0)
@@ -325,22 +362,20 @@ class LMFiller:
     def _step(self, c: _Candidate, logp: Any, t: _Targets, forced: bool, gen: Any) -> int | None:
         """Choose the next token of one candidate among those the constraints admit; None when none does."""
         torch = self._torch
-        scores = logp / self.temperature
+        scores = logp / self.temperature + t.bias
         if c.text and not any(_refers(w, t.answer_words) for w in spoken_words(c.text)):
-            scores[list(t.answer_ids)] += ANSWER_BIAS
+            scores[t.answer_ids] += ANSWER_BIAS
         if c.token_ids:
             scores[list(c.token_ids)] -= REPEAT_PENALTY
-        if t.stale_ids:
-            scores[list(t.stale_ids)] -= STALE_PENALTY
-        if t.leak_ids:
-            scores[list(t.leak_ids)] -= EXAMPLE_PENALTY
+        else:
+            scores[t.openers] -= OPENER_PENALTY
         if t.internal_ids and c.text and c.internal < INTERNAL_MAX:
-            scores[list(t.internal_ids)] += INTERNAL_BIAS
-        done = c.done_syllables + (syllables(c.partial) if c.partial else 0)
+            scores[t.internal_list] += INTERNAL_BIAS
+        done = c.done_syllables + (self._syllables(c.partial) if c.partial else 0)
         tail = t.partner_vowels
         for k in (1, 2):  # end words of k syllables: favour a word before them that extends the rhyme backwards
             ids = self._by_last_vowel.get((tail[-k - 1], t.budget - done - k)) if len(tail) > k else None
-            if ids and k in t.end_ids:
+            if ids is not None and k in t.end_ids:
                 scores[ids] += TAIL_BIAS
         rhyme_now: list[int] = []
         for left in (t.budget - done, t.budget - done - 1):
@@ -351,14 +386,18 @@ class LMFiller:
             order = torch.topk(scores, width).indices.tolist()
             shortlist = list(dict.fromkeys(order + rhyme_now))
             admitted: list[tuple[int, float, str]] = []
-            for tok in shortlist:
+            for tok, value in zip(shortlist, scores[shortlist].tolist()):
                 verdict = self._admit(c, tok, t, forced)
                 if verdict is not None:
-                    admitted.append((tok, float(scores[tok]) + verdict[1], verdict[0]))
+                    admitted.append((tok, value + verdict[1], verdict[0]))
             if admitted:
                 break
         else:
             return None
+        if DENSITY_BIAS and (c.text or t.before):
+            scorer = DensityScorer((*t.before, *spoken_words(c.text)))
+            admitted = [(tok, s + self._rhyme_bonus(tok, done, t, scorer) if kind != "cont" else s, kind)
+                        for tok, s, kind in admitted]
         admitted.sort(key=lambda a: -a[1])
         admitted = admitted[:SAMPLE_TOP]
         weights = torch.softmax(torch.tensor([s for _, s, _ in admitted]), dim=0)
@@ -370,11 +409,28 @@ class LMFiller:
             c.end_word_logprob = float(logp[pick])
         return pick
 
+    def _rhyme_bonus(self, token: int, done: int, t: _Targets, scorer: DensityScorer) -> float:
+        """The bonus a whole content word earns for the vowels it would share with the ends of recent words
+        (rhyme density), in full when its stressed syllable lands on a stressed slot of the plan, else half.
+        Function words earn a share only (FUNCTION_SHARE): a line of "a" and "the" rhymes on paper only."""
+        word = self._token_word.get(token)
+        if word is None:
+            return 0.0
+        gain = min(DENSITY_CAP, scorer.gain((word,)))
+        if not gain:
+            return 0.0
+        if word in NO_END_WORDS or len(word) < 3:
+            return DENSITY_BIAS * gain * FUNCTION_SHARE
+        marks = stresses(word)
+        slot = done + (marks.index(1) if 1 in marks else 0)
+        on_beat = slot < len(t.stresses) and t.stresses[slot] == 1
+        return DENSITY_BIAS * gain * (1.0 if on_beat else OFFBEAT_SHARE)
+
     def _advance(self, c: _Candidate, token: int, kind: str, logprob: float) -> None:
         """Append a chosen token to a candidate and update its syllable bookkeeping."""
         piece = self._pieces[token]
         if kind in ("word", "end", "comma") and c.partial:
-            c.done_syllables += syllables(c.partial)
+            c.done_syllables += self._syllables(c.partial)
             c.partial = ""
         if kind in ("word", "end"):
             c.partial = piece.strip()
@@ -384,7 +440,7 @@ class LMFiller:
         c.logprobs.append(logprob)
         c.token_ids.add(token)
         if kind == "end":
-            c.done_syllables += syllables(c.partial)
+            c.done_syllables += self._syllables(c.partial)
             c.partial = ""
             c.ended = True
 
@@ -466,8 +522,8 @@ class LMFiller:
             score += 1.5
         score += sum(c.logprobs) / max(1, len(c.logprobs)) + END_WEIGHT * c.end_logprob
         score += END_WORD_WEIGHT * c.end_word_logprob
-        before = [w.lower() for f in context.previous[-1:] for w in f.words]
-        score += DENSITY_WEIGHT * rhyme_density(before + lower)
+        voiced = sum(1 for w in lower if vowels(w))
+        score += DENSITY_WEIGHT * DensityScorer(t.before).gain(lower) / max(1, voiced)
         if t.partner:
             score += MULTI_BONUS * max(0, multisyllabic_match(lower[-3:], t.partner[-3:]) - 1)
         if _copies(lower, context.opponent_lines, 4) or _copies(lower, [EXAMPLE[1]["content"]], 3):
@@ -583,6 +639,20 @@ def _partner(targets: list[str], context: FillContext) -> tuple[str, ...]:
         if words and normalize(words[-1]) == targets[0]:
             return words
     return ()
+
+
+def _ask(heard: Iterable[str], line: LinePlan) -> str:
+    """One user turn: the opponent's lines heard since our last line (none when they have stopped) and the ask."""
+    lines = "\n".join(heard)
+    ask = f"Opponent:\n{lines}\n" if lines else ""
+    ask += f"Write my next line, about {line.budget} syllables"
+    return ask + (f", use the word {' and '.join(line.answer_words)}." if line.answer_words else ".")
+
+
+def _recent_words(context: FillContext) -> tuple[str, ...]:
+    """Our latest words (lower case), as many as the rhyme density looks back over."""
+    words = [w.lower() for f in context.previous[-2:] for w in f.words]
+    return tuple(words[-DENSITY_WINDOW_WORDS:])
 
 
 def _copies(words: list[str], lines: Iterable[str], n: int) -> bool:
