@@ -269,9 +269,9 @@ class OnsetMeasure:
 def measure_onsets(ex: Exchange, sample_rate: int, tempo_bpm: float) -> OnsetMeasure:
     """Where each answer syllable's vowel starts in the recording, against its slot on the true beat grid.
 
-    Onset detectors fire on consonants, tens of ms before the vowel (FINDINGS), so the primary figure takes each
-    line's position in the recording and adds the synthesizer's own per-syllable alignment; the detector's figure
-    is kept beside it as a cross-check.
+    The primary figure takes each line's position in the recording and adds the synthesizer's own per-syllable
+    alignment (exact to a synthesis frame); the vowel-onset detector (engine.listen.onsets: periodic first-formant
+    energy, found from the audio alone) is kept beside it as an independent cross-check, good to about 16 ms.
     """
     planned: list[float] = []
     aligned: list[float] = []

@@ -19,7 +19,7 @@ from conftest import median_f0
 
 from engine.errors import BackendMissingError, VoiceError
 from engine.voice import fit
-from engine.voice.speak import EspeakVoice, FittedAudio, PiperVoice, accent_gain, load_voice
+from engine.voice.speak import STRESS_MARKS, EspeakVoice, FittedAudio, PiperVoice, accent_gain, load_voice
 
 SAMPLE_RATE = 48000
 SIXTEENTH_S = 60.0 / 90.0 / 4.0  # a 16th note at 90 BPM
@@ -168,10 +168,13 @@ def _dtw_path(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def _measured_onsets_s(fitted: FittedAudio, text: str, piper_reference) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]
     """Vowel onsets of the fitted audio (s from time 0), found by aligning it to Piper's own reading; also the
-    reading's own vowel onsets (s from its first vowel) as a control."""
+    reading's own vowel onsets (s from its first vowel) as a control. A stressed vowel sounds from the stress mark
+    espeak writes just before it (the voice gives the mark frames that already carry the vowel), so its onset in
+    the reading is the mark's start."""
     chunk = next(iter(piper_reference.synthesize(text, include_alignments=True)))
     alignments = chunk.phoneme_alignments
-    starts = fit.nucleus_starts([a.phoneme for a in alignments])
+    phonemes = [a.phoneme for a in alignments]
+    starts = [s - 1 if s > 0 and phonemes[s - 1] in STRESS_MARKS else s for s in fit.nucleus_starts(phonemes)]
     edges = np.concatenate([[0], np.cumsum([a.num_samples for a in alignments])])
     reading_onsets_s = edges[starts] / chunk.sample_rate
     reading = _to_rate(chunk.audio_float_array, chunk.sample_rate, SAMPLE_RATE)
