@@ -127,6 +127,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
                                         hearing=writer if args.vocal_in else None, beat_clock=beat_clock),
                               state, events, commands,
                               silence_ends_turn_s=args.silence_ends_turn)
+        sink.bar_time_s = session.bar_time_s
         clock_from = f"the beat bus ({args.beat_in})" if args.no_clock else f"'{midi.name}'"
         console.print(f"Cypher live: clock from {clock_from}, answer to {args.audio_out or 'the default output'}, "
                       f"OSC on {args.osc_host}:{args.osc_port}, words by {writer.words_backend} (worker process "

@@ -488,6 +488,7 @@ def run_harness(config: HarnessConfig) -> HarnessRun:
         session = LiveSession(LiveParts(daw.midi, server, replies, sink, writer, capture=daw.capture,
                                         hearing=hearing), EngineState.initial(config.style), daw.events,
                               daw.commands, sample_rate=SAMPLE_RATE)
+        sink.bar_time_s = session.bar_time_s
         runner = threading.Thread(target=session.run, args=(stop,), name="cypher-harness-session")
         runner.start()
         panel = SimpleUDPClient("127.0.0.1", server.port)

@@ -188,6 +188,10 @@ class LiveSession:
         if turn is not None:
             turn.restyle(style, self._bar + 1)
 
+    def bar_time_s(self, bar: int) -> float:
+        """The host time the clock follower now predicts for bar `bar`'s line (ClockError while it cannot say)."""
+        return self.follower.predict_time_s(bar * TICKS_PER_BAR)
+
     def _on_bar(self, bar: int, time_s: float) -> None:
         self._bar = bar
         if self.beat_watch is not None:

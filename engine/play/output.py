@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -502,11 +503,17 @@ class RingSink:
     A bar is written into the ring `place_ahead_s` before it starts, not when it is made (often a bar or more
     ahead): host time is turned into a ring position with the audio clock's mapping of that moment, and the audio
     clock can slip against the host's meanwhile (a loaded JACK dummy driver lost 120 ms in 110 s here; a sound card
-    loses what an xrun drops). Until then it waits in a queue that a cut also clears."""
+    loses what an xrun drops). Until then it waits in a queue that a cut also clears.
+
+    `bar_time_s`, when set (the live session sets its clock follower's), is asked for the bar line's host time
+    again as the bar is placed: the clock's line has had a bar or more of clocks to settle since the bar was made.
+    A bar whose line it cannot say keeps the time it was made with."""
 
     def __init__(self, output: AudioOutput, compensation_frames: int | None = None,
-                 guard_frames: int = DEFAULT_GUARD_FRAMES, place_ahead_s: float = PLACE_AHEAD_S) -> None:
+                 guard_frames: int = DEFAULT_GUARD_FRAMES, place_ahead_s: float = PLACE_AHEAD_S,
+                 bar_time_s: Callable[[int], float] | None = None) -> None:
         self.output = output
+        self.bar_time_s = bar_time_s
         self.compensation_frames = (REFERENCE_COMPENSATION.frames_at(output.sample_rate)
                                     if compensation_frames is None else compensation_frames)
         self.guard_frames = guard_frames
@@ -545,7 +552,7 @@ class RingSink:
         placed (output gone, too far ahead) are logged and counted, never raised: the engine keeps running.
         Called with the lock held."""
         try:
-            bar_frame = self.output.frame_at(render.start_time_s) - self.compensation_frames
+            bar_frame = self.output.frame_at(self._line_time_s(render)) - self.compensation_frames
         except PortError as exc:
             self.dropped_bars += 1
             logger.warning("bar %d not played: %s", render.bar, exc)
@@ -566,6 +573,16 @@ class RingSink:
             logger.warning("bar %d not played: %s", render.bar, exc)
             return
         self.placements.append(Placement(render.bar, bar_frame, late))
+
+    def _line_time_s(self, render: BarRender) -> float:
+        """The host time of the bar's line: the clock's latest word on it, else what the bar was made with."""
+        if self.bar_time_s is None:
+            return render.start_time_s
+        try:
+            time_s = self.bar_time_s(render.bar)
+        except CypherError:
+            return render.start_time_s
+        return time_s if math.isfinite(time_s) else render.start_time_s
 
     def cut_from(self, time_s: float, release_s: float) -> None:
         """Fade what is in the ring to silence from host time `time_s` (as heard, compensation included) over
