@@ -133,7 +133,8 @@ class ClockFollower:
     An inlier is within max(outlier_floor_s, outlier_sigmas * jitter) of the line; change_run off-line
     ticks on one side, or a mean of the last drift_ticks residuals beyond drift_sigmas standard errors,
     restart the window at the recent ticks. Bad input is counted in `ignored` and logged in one warning
-    per warn_interval_s seconds of clock time.
+    per warn_interval_s seconds of clock time. count_lost: count clocks missing on the way (a MIDI port); off for
+    a clock made in-process, whose every clock arrives and whose line may step when its beats are re-placed.
     """
 
     def __init__(
@@ -147,6 +148,7 @@ class ClockFollower:
         drift_ticks: int = 12,
         drift_sigmas: float = 4.0,
         warn_interval_s: float = 10.0,
+        count_lost: bool = True,
     ) -> None:
         if not 2 <= min_ticks <= window_ticks or not 2 <= change_run <= window_ticks:
             raise ClockError("need 2 <= min_ticks <= window_ticks and 2 <= change_run <= window_ticks")
@@ -175,6 +177,7 @@ class ClockFollower:
         self.ignored = 0
         self.outliers = 0
         self.lost_clocks = 0  # clocks the port dropped, found from the times of the ones after them
+        self._count_lost = count_lost
         self._bunched = 0  # clocks in a row that came too close together to be timed
         self._gaps_s: deque[float] = deque(maxlen=NOISE_GAPS)  # recent clock intervals, for the port's noise
         self.tempo_changes = 0
@@ -439,7 +442,7 @@ class ClockFollower:
         periods (a tempo change spreads them; a late delivery is followed by clocks back on the line); else 0.
         Each must be within the outlier threshold of the shifted line."""
         line = self._line
-        if line is None:
+        if line is None or not self._count_lost:
             return 0
         threshold_s = self._threshold_s()
         residuals_s = [r for _, _, r in self._suspects]

@@ -138,7 +138,8 @@ class LiveSession:
         self.styles.get(state.style)  # the starting style's good version, kept should its file break mid-set
         self.events = events
         self.commands = commands
-        self.follower = ClockFollower()
+        # the beat bus's clock is made here and never loses a clock; its line steps when beats are re-placed
+        self.follower = ClockFollower(count_lost=parts.beat_clock is None)
         self.sample_rate = sample_rate
         self.control = ControlLoop(state, commands, parts.replies, clock=lambda: ClockStatus.of(self.follower),
                                    on_style=self._switch_style, on_answer=self._answer_now)
