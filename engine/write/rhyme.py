@@ -99,31 +99,8 @@ def multisyllabic_match(a: Sequence[str], b: Sequence[str]) -> int:
 def rhyme_density(words: Sequence[str], window: int = DENSITY_WINDOW_WORDS) -> float:
     """DopeLearning rhyme density: for each word, the longest vowel sequence ending at it that also ends at one
     of the previous `window` words (other words than itself), averaged over the words that have vowels."""
-    seq: list[str] = []
-    ends: list[int] = []  # index in seq of each word's last vowel, or -1
-    keep: list[str] = []
-    for w in words:
-        vs = vowels(w)
-        if not vs:
-            continue
-        seq.extend(vs)
-        ends.append(len(seq) - 1)
-        keep.append(w.lower())
-    if not ends:
-        return 0.0
-    total = 0
-    for i, end_i in enumerate(ends):
-        best = 0
-        for j in range(max(0, i - window), i):
-            if keep[j] == keep[i]:
-                continue
-            end_j = ends[j]
-            n = 0
-            while end_j - n >= 0 and end_i - n > end_j and seq[end_i - n] == seq[end_j - n]:
-                n += 1
-            best = max(best, n)
-        total += best
-    return total / len(ends)
+    counted = sum(1 for w in words if vowels(w))
+    return DensityScorer((), window).gain(words) / counted if counted else 0.0
 
 
 
