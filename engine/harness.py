@@ -28,7 +28,7 @@ import os
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import mido
@@ -137,6 +137,10 @@ class BarCheck:
     match: float  # normalised correlation of the recorded first sound with the render's
     level_ratio: float  # recorded RMS over the first sound / the render's
     on_time: bool
+    # where the bar line's host time stood against the ideal one: as the bar was made, and as the sink placed it
+    # (the clock's word then); what placement_error_ms has beyond the latter is the audio clock's mapping
+    made_error_ms: float | None = None
+    line_error_ms: float | None = None
 
 
 @dataclass(frozen=True)
@@ -440,7 +444,10 @@ class _Scheduler:
                               None if placement is None else placement.bar_frame,
                               0 if placement is None else placement.late_frames, error_ms, turn, style, SAMPLE_RATE,
                               cfg.tolerance_ms)
-            self.run.bars.append(check)
+            ideal_s = self.ideal_s(bar)
+            self.run.bars.append(replace(
+                check, made_error_ms=None if render is None else 1000.0 * (render.start_time_s - ideal_s),
+                line_error_ms=None if placement is None else 1000.0 * (placement.line_time_s - ideal_s)))
             if turn in self.switched and bar == answer + 1:
                 at = ideal - first
                 self.run.switches.append(SwitchClip(turn, bar, self.switched[turn][1],

@@ -7,7 +7,9 @@ the engine's output. Rows:
   missed downbeats   answer bars not starting on their bar line (not made, dropped, late, silent or more than the
                      tolerance off the clock's ideal bar line, measured on the recording)     target 0
   onset error        where each answer bar's first sound was recorded vs the ideal bar line (median, max |.|)
-  placement error    where the sink put the bar line vs the ideal bar line (median)
+  placement error    where the sink put the bar line vs the ideal bar line (median); of it (max |.|), the
+                     clock follower's host time for the line as the bar was placed vs the ideal, and the rest:
+                     the audio clock's host-to-frame mapping between placement and the bar line
   underruns          JACK xruns seen by the engine's output; recorder gaps (cycles the recorder lost)
   memory growth      VmRSS from the first turn's end to the last, engine process and worker     target < 5%
   CPU load           CPU seconds per second, engine process (with the harness's scheduler thread; the DAW runs in its own process) and worker
@@ -83,6 +85,9 @@ def summarise(run: HarnessRun, guesses: list[tuple[str, str]], held_right: int, 
     """One tempo's figures."""
     onsets = run.onset_errors_ms()
     placements = run.placement_errors_ms()
+    lines = [b.line_error_ms for b in run.bars if b.line_error_ms is not None]
+    mappings = [b.placement_error_ms - b.line_error_ms for b in run.bars
+                if b.placement_error_ms is not None and b.line_error_ms is not None]
     growth_engine, growth_worker = run.memory_growth("engine"), run.memory_growth("worker")
     return {
         "tempo_bpm": run.config.tempo_bpm,
@@ -92,6 +97,8 @@ def summarise(run: HarnessRun, guesses: list[tuple[str, str]], held_right: int, 
         "onset_error_median_ms": statistics.median(onsets) if onsets else None,
         "onset_error_max_abs_ms": max(map(abs, onsets)) if onsets else None,
         "placement_error_median_ms": statistics.median(placements) if placements else None,
+        "line_error_max_abs_ms": max(map(abs, lines)) if lines else None,
+        "mapping_error_max_abs_ms": max(map(abs, mappings)) if mappings else None,
         "tolerance_ms": run.config.tolerance_ms,
         "underruns": run.underruns,
         "recorder_gaps": run.recorder_gaps,
@@ -153,6 +160,8 @@ def table(rows: list[dict[str, Any]], total: dict[str, Any], quick: bool) -> Tab
         ("onset error, median", lambda r: fmt(r["onset_error_median_ms"], "ms"), "", f"within ±{rows[0]['tolerance_ms']:g} ms"),
         ("onset error, max |.|", lambda r: fmt(r["onset_error_max_abs_ms"], "ms"), "", ""),
         ("placement error, median", lambda r: fmt(r["placement_error_median_ms"], "ms"), "", ""),
+        ("  of it, max |.|: clock's line / audio mapping",
+         lambda r: f"{fmt(r['line_error_max_abs_ms'], 'ms')} / {fmt(r['mapping_error_max_abs_ms'], 'ms')}", "", ""),
         ("underruns (engine output xruns)", lambda r: str(r["underruns"]), str(total["underruns"]), "0"),
         ("clocks lost on the port, counted", lambda r: str(r["clock_lost"]), "", ""),
         ("clock line restarts / outliers", lambda r: f"{r['clock_restarts']} / {r['clock_outliers']}", "", ""),

@@ -490,11 +490,13 @@ def open_output(audio_out: str | None, sample_rate: int, ring_s: float = DEFAULT
 
 @dataclass(frozen=True)
 class Placement:
-    """Where one bar went: the ring position of its bar line and how much of it came too late to play."""
+    """Where one bar went: the ring position of its bar line, how much of it came too late to play, and the host
+    time of its line the position was made from (the clock's word at placement)."""
 
     bar: int
     bar_frame: int
     late_frames: int
+    line_time_s: float
 
 
 class RingSink:
@@ -551,8 +553,9 @@ class RingSink:
         """Mix one bar into the ring so that its `lead_samples` sample leaves on the bar line; bars that cannot be
         placed (output gone, too far ahead) are logged and counted, never raised: the engine keeps running.
         Called with the lock held."""
+        line_time_s = self._line_time_s(render)
         try:
-            bar_frame = self.output.frame_at(self._line_time_s(render)) - self.compensation_frames
+            bar_frame = self.output.frame_at(line_time_s) - self.compensation_frames
         except PortError as exc:
             self.dropped_bars += 1
             logger.warning("bar %d not played: %s", render.bar, exc)
@@ -572,7 +575,7 @@ class RingSink:
             self.dropped_bars += 1
             logger.warning("bar %d not played: %s", render.bar, exc)
             return
-        self.placements.append(Placement(render.bar, bar_frame, late))
+        self.placements.append(Placement(render.bar, bar_frame, late, line_time_s))
 
     def _line_time_s(self, render: BarRender) -> float:
         """The host time of the bar's line: the clock's latest word on it, else what the bar was made with."""
