@@ -172,6 +172,7 @@ class HarnessRun:
     switches: list[SwitchClip] = field(default_factory=list)
     turns_started: int = 0
     dropped_bars: int = 0
+    moved_bars: int = 0
     underruns: int = 0
     recorder_gaps: int = 0
     clock_restarts: int = 0  # the engine's clock follower took the steady clock for a tempo change
@@ -515,6 +516,7 @@ def run_harness(config: HarnessConfig) -> HarnessRun:
         result.worker_cpu_s = worker1 - worker0
         result.turns_started = session.turns_started
         result.dropped_bars = sink.dropped_bars
+        result.moved_bars = sink.moved_bars
         result.underruns = daw.output.stats().underruns
         result.recorder_gaps = daw.daw.status().gaps
         result.clock_restarts = session.follower.tempo_changes

@@ -11,6 +11,7 @@ the engine's output. Rows:
                      clock follower's host time for the line as the bar was placed vs the ideal, and the rest:
                      the audio clock's host-to-frame mapping between placement and the bar line
   underruns          JACK xruns seen by the engine's output; recorder gaps (cycles the recorder lost)
+  bars moved         placed bars the sink moved in its last look before they started (their frame had moved)
   memory growth      VmRSS from the first turn's end to the last, engine process and worker     target < 5%
   CPU load           CPU seconds per second, engine process (with the harness's scheduler thread; the DAW runs in its own process) and worker
   style bleed        the first answer bar after each switch, classified from the recording by a nearest-centroid
@@ -103,6 +104,7 @@ def summarise(run: HarnessRun, guesses: list[tuple[str, str]], held_right: int, 
         "underruns": run.underruns,
         "recorder_gaps": run.recorder_gaps,
         "dropped_bars": run.dropped_bars,
+        "moved_bars": run.moved_bars,
         "clock_restarts": run.clock_restarts,
         "clock_outliers": run.clock_outliers,
         "clock_lost": run.clock_lost,
@@ -166,6 +168,7 @@ def table(rows: list[dict[str, Any]], total: dict[str, Any], quick: bool) -> Tab
         ("clocks lost on the port, counted", lambda r: str(r["clock_lost"]), "", ""),
         ("clock line restarts / outliers", lambda r: f"{r['clock_restarts']} / {r['clock_outliers']}", "", ""),
         ("recorder gaps / dropped bars", lambda r: f"{r['recorder_gaps']} / {r['dropped_bars']}", "", ""),
+        ("bars moved after placement", lambda r: str(r["moved_bars"]), "", ""),
         ("memory growth, engine", lambda r: fmt(r["memory_growth_engine"], "%"),
          fmt(total["memory_growth_engine"], "%") + " (max)", "< 5%"),
         ("memory growth, worker", lambda r: fmt(r["memory_growth_worker"], "%"),

@@ -76,10 +76,13 @@ def _lost_cycles(rig: Rig) -> tuple[int, ...]:
     return (rig.recorder.gaps, rig.recorder.xruns, stats.underruns, stats.skipped_frames, stats.rewound_frames)
 
 
-def play_clicks(rig: Rig, sink: RingSink, count: int = 3, moved_s: float = 0.0) -> list[float]:
+def play_clicks(rig: Rig, sink: RingSink, count: int = 3, moved_s: float = 0.0,
+                late_move_s: float = 0.0) -> list[float]:
     """Submit click bars a little ahead, `count` at a time, until `count` of them were heard in clean windows;
     the error of each such recorded click against its bar line. `moved_s`: the sink's clock says, as each bar is
-    placed, that its line is this much later than the bar was made for (the clock line settled meanwhile).
+    placed, that its line is this much later than the bar was made for (the clock line settled meanwhile);
+    `late_move_s`: from 0.15 s before each line (after the bar is placed, before the sink's last look at it), the
+    clock says the line is this much later again.
 
     Each click is judged in its own window, from just before the sink places its bar (PLACE_AHEAD_S and the lead
     before its line) to just after it plays. A window in which JACK lost cycles (an overloaded 2-core machine:
@@ -96,14 +99,15 @@ def play_clicks(rig: Rig, sink: RingSink, count: int = 3, moved_s: float = 0.0) 
                                  f"(gaps, recorder xruns, output xruns, skipped, rewound; or its mapping's slip in "
                                  f"frames: {dirty[-20:]}): the machine is too loaded to measure placement")
         whens = [time.monotonic() + 0.4 + SPACING_S * k for k in range(count)]
-        if moved_s:
-            sink.bar_time_s = lambda bar, whens=whens: whens[bar] + moved_s
+        if moved_s or late_move_s:
+            sink.bar_time_s = lambda bar, whens=whens: whens[bar] + moved_s + (
+                late_move_s if time.monotonic() > whens[bar] - 0.15 else 0.0)
         for k, when in enumerate(whens):
             sink.submit(click_bar(k, when))
         windows = []
         for when in whens:  # windows follow each other: the next bar is placed after this one has played
-            line_s = when + moved_s
-            placed_s = line_s - LEAD / RATE - PLACE_AHEAD_S
+            line_s = when + moved_s + late_move_s
+            placed_s = when + moved_s - LEAD / RATE - PLACE_AHEAD_S
             time.sleep(max(0.0, placed_s - 0.01 - time.monotonic()))
             lost_before = _lost_cycles(rig)
             time.sleep(max(0.0, placed_s + 0.01 - time.monotonic()))
@@ -137,6 +141,20 @@ def test_bars_go_where_the_clock_puts_their_line_as_they_are_placed(rig: Rig) ->
     # moved every line 30 ms later, and the clicks follow it, not the time they were made with.
     errors = play_clicks(rig, RingSink(rig.output, compensation_frames=0), moved_s=0.03)
     assert all(abs(e) <= TOLERANCE_FRAMES for e in errors), errors
+
+
+def test_a_placed_bar_moves_when_its_line_moves_before_it_starts(rig: Rig) -> None:
+    # Placed a quarter second ahead, a bar is looked at again SETTLE_S before it starts: here the clock has moved
+    # its line 5 ms later in between (as JACK's dummy driver moves its frame clock when a cycle runs late), and
+    # the bar is taken out of the ring and mixed in again at the new line, once, whole.
+    sink = RingSink(rig.output, compensation_frames=0)
+    errors = play_clicks(rig, sink, late_move_s=0.005)
+    assert all(abs(e) <= TOLERANCE_FRAMES for e in errors), errors
+    assert sink.moved_bars >= 3
+    assert all(abs(p.moved_frames - 240) <= TOLERANCE_FRAMES for p in sink.placements[-3:]), sink.placements[-3:]
+    clicks = np.array(rig.recorder.clicks())
+    left = [p.bar_frame - p.moved_frames for p in sink.placements if p.moved_frames]
+    assert all(np.min(np.abs(clicks - frame)) > TOLERANCE_FRAMES for frame in left)  # none where it was placed first
 
 
 def test_compensation_plays_bars_early_by_exactly_its_frames(rig: Rig) -> None:

@@ -53,6 +53,8 @@ JACK_PREFIX = "jack:"
 DEFAULT_RING_S = 20.0
 DEFAULT_GUARD_FRAMES = 1024  # never write closer than this to the playhead (the callback may be reading there)
 PLACE_AHEAD_S = 0.25  # a bar goes into the ring this long before it starts (see RingSink)
+SETTLE_S = 0.06  # and is looked at again this long before it starts: moved if its frame has moved since
+MOVE_MIN_FRAMES = 12  # a quarter millisecond at 48 kHz: closer than this, a placed bar stays where it is
 
 
 def read_beside_host(read: Callable[[], T]) -> tuple[T, float]:
@@ -490,13 +492,15 @@ def open_output(audio_out: str | None, sample_rate: int, ring_s: float = DEFAULT
 
 @dataclass(frozen=True)
 class Placement:
-    """Where one bar went: the ring position of its bar line, how much of it came too late to play, and the host
-    time of its line the position was made from (the clock's word at placement)."""
+    """Where one bar went: the ring position of its bar line, how much of it came too late to play, the host time
+    of its line the position was made from (the clock's word at placement, or at the look before it started), and
+    how far that look moved it."""
 
     bar: int
     bar_frame: int
     late_frames: int
     line_time_s: float
+    moved_frames: int = 0
 
 
 class RingSink:
@@ -509,21 +513,31 @@ class RingSink:
 
     `bar_time_s`, when set (the live session sets its clock follower's), is asked for the bar line's host time
     again as the bar is placed: the clock's line has had a bar or more of clocks to settle since the bar was made.
-    A bar whose line it cannot say keeps the time it was made with."""
+    A bar whose line it cannot say keeps the time it was made with.
+
+    A placed bar is looked at once more `settle_s` before it starts: its frame is worked out again (the clock's
+    word, the audio clock's mapping) and, if it moved by MOVE_MIN_FRAMES or more, the bar is taken out of the ring
+    and mixed in at the new frame. The JACK dummy driver drops the time of a late cycle from its frame clock (its
+    anchor restarts), so a bar placed before such a cycle would otherwise play that much late; a sound card's
+    clock does not stop, but JACK's mapping of it settles after an xrun. A bar already at the playhead's guard
+    stays where it is."""
 
     def __init__(self, output: AudioOutput, compensation_frames: int | None = None,
                  guard_frames: int = DEFAULT_GUARD_FRAMES, place_ahead_s: float = PLACE_AHEAD_S,
-                 bar_time_s: Callable[[int], float] | None = None) -> None:
+                 bar_time_s: Callable[[int], float] | None = None, settle_s: float = SETTLE_S) -> None:
         self.output = output
         self.bar_time_s = bar_time_s
         self.compensation_frames = (REFERENCE_COMPENSATION.frames_at(output.sample_rate)
                                     if compensation_frames is None else compensation_frames)
         self.guard_frames = guard_frames
         self.place_ahead_s = place_ahead_s
+        self.settle_s = settle_s
         self.placements: list[Placement] = []
         self.dropped_bars = 0
         self.late_frames = 0
-        self._waiting: list[tuple[float, int, BarRender]] = []  # (when to place it, order, bar), a heap
+        self.moved_bars = 0
+        # (when to act, order, bar, -1 to place it or the index in `placements` of the placed bar to look at), a heap
+        self._waiting: list[tuple[float, int, BarRender, int]] = []
         self._order = 0
         self._lock = threading.Condition()
         self._closed = False
@@ -537,16 +551,23 @@ class RingSink:
             if due_s <= time.monotonic():
                 self._place(render)
                 return
-            heapq.heappush(self._waiting, (due_s, self._order, render))
-            self._order += 1
+            self._queue(due_s, render, -1)
             self._lock.notify()
+
+    def _queue(self, due_s: float, render: BarRender, index: int) -> None:
+        heapq.heappush(self._waiting, (due_s, self._order, render, index))
+        self._order += 1
 
     def _place_when_due(self) -> None:
         with self._lock:
             while not self._closed:
                 now_s = time.monotonic()
                 while self._waiting and self._waiting[0][0] <= now_s:
-                    self._place(heapq.heappop(self._waiting)[2])
+                    _due, _order, render, index = heapq.heappop(self._waiting)
+                    if index < 0:
+                        self._place(render)
+                    else:
+                        self._settle(render, index)
                 self._lock.wait(timeout=(self._waiting[0][0] - now_s) if self._waiting else None)
 
     def _place(self, render: BarRender) -> None:
@@ -576,6 +597,29 @@ class RingSink:
             logger.warning("bar %d not played: %s", render.bar, exc)
             return
         self.placements.append(Placement(render.bar, bar_frame, late, line_time_s))
+        look_s = line_time_s - render.lead_samples / self.output.sample_rate - self.settle_s
+        if not late and look_s > time.monotonic():
+            self._queue(look_s, render, len(self.placements) - 1)
+
+    def _settle(self, render: BarRender, index: int) -> None:
+        """Look at a placed bar again just before it starts; move it if its frame has moved. Called with the lock
+        held."""
+        placed = self.placements[index]
+        line_time_s = self._line_time_s(render)
+        try:
+            bar_frame = self.output.frame_at(line_time_s) - self.compensation_frames
+        except PortError:
+            return  # the output is away: nothing plays, nothing to move
+        moved = bar_frame - placed.bar_frame
+        ring = self.output.ring
+        earliest = ring.read_pos + self.guard_frames
+        if abs(moved) < MOVE_MIN_FRAMES or min(placed.bar_frame, bar_frame) - render.lead_samples < earliest:
+            return
+        audio = np.asarray(render.audio, dtype=np.float32).reshape(-1)
+        ring.write(placed.bar_frame - render.lead_samples, -audio)
+        ring.write(bar_frame - render.lead_samples, audio)
+        self.moved_bars += 1
+        self.placements[index] = Placement(render.bar, bar_frame, 0, line_time_s, placed.moved_frames + moved)
 
     def _line_time_s(self, render: BarRender) -> float:
         """The host time of the bar's line: the clock's latest word on it, else what the bar was made with."""
@@ -593,10 +637,10 @@ class RingSink:
         be placed that start before `time_s` are placed first (their ends fade); those from `time_s` on are
         dropped. Logged, never raised, if the output is away (then there is nothing to cut)."""
         with self._lock:
-            keep = [entry for entry in self._waiting if entry[2].start_time_s < time_s]
-            self._waiting = []
-            for _due, _order, render in sorted(keep):
+            keep = [entry for entry in self._waiting if entry[2].start_time_s < time_s and entry[3] < 0]
+            for _due, _order, render, _index in sorted(keep):
                 self._place(render)
+            self._waiting = []  # placed bars are not looked at again: the cut fades them where they are
             try:
                 frame = self.output.frame_at(time_s) - self.compensation_frames
             except PortError as exc:
