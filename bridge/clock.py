@@ -8,7 +8,10 @@ monotonic clock); no I/O and no wall clock. Each accepted clock gets a running i
 Robustness: a tick far off the line is left out of the fit (it still counts as a clock); a run of off-line
 ticks on one side, or recent residuals whose mean drifts, means the tempo changed, and the window restarts
 from the recent ticks, unless the run sits on the line a whole number of periods later: then clocks were lost
-on the way, and they are counted. Garbage (non-finite or backwards times, out-of-range Song Position, fits outside
+on the way, and they are counted. So are clocks lost where the line restarted anyway (a stall longer than a silence,
+a run of suspects one of which a stall held up): a beat after a restart, a line at the old tempo sitting a whole
+number of periods on from the old one, with no transport message between, is the old clock with clocks lost.
+Garbage (non-finite or backwards times, out-of-range Song Position, fits outside
 20-999 BPM, unknown objects) is counted in `ignored` and never raises.
 """
 
@@ -40,6 +43,9 @@ logger = logging.getLogger(__name__)
 
 MAX_LOST_CLOCKS = 4  # clocks missing in a row that are counted from the next ones' times (JACK drops a cycle or two)
 SHORTEST_GAP_S = 0.1  # a silence shorter than this is a stall, never clocks stopping and resuming
+RECONCILE_TICKS = 24  # clocks after a restart before its line is set against the one before (a beat)
+RECONCILE_PERIOD_TOLERANCE = 0.02  # periods closer than this are one tempo (a beat fitted on JACK periods: ±1 %)
+MAX_RECONCILED_CLOCKS = 96  # a restart's line at most a bar of clocks on from the one before is counted
 MAX_BUNCHED_CLOCKS = 24  # a beat's worth of clocks arriving at once still counts; more is a flood, ignored
 NOISE_GAPS = 48  # clock intervals behind the port-noise estimate (two beats)
 NOISE_MIN_GAPS = 12  # intervals needed before that estimate counts
@@ -165,6 +171,10 @@ class ClockFollower:
         self._recent_times_s: deque[float] = deque(maxlen=min_ticks - 1)
         self._line: ClockLine | None = None
         self._last_line: ClockLine | None = None  # the line before the latest restart
+        self._reconcile = False  # the line since a restart is to be set against _last_line (see _reconcile_lost)
+        self._transport_events = 0
+        self._reconciled_at = 0  # _transport_events at the last clock of the line a restart is set against
+        self._events_at_tick = 0  # _transport_events at the latest clock
         self._period_hint_s: float | None = None
         self._tempo_known = False
         self._index = -1
@@ -239,14 +249,17 @@ class ClockFollower:
         elif isinstance(event, ClockTick):
             self._on_tick(float(time_s))
         elif isinstance(event, TransportStart):
+            self._transport_events += 1
             self._seen_transport = True
             self._playing = True
             self._anchor_index, self._anchor_ticks, self._resume_ticks = self._index + 1, 0, 0
         elif isinstance(event, TransportContinue):
+            self._transport_events += 1
             self._seen_transport = True
             self._playing = True
             self._anchor_index, self._anchor_ticks = self._index + 1, self._resume_ticks
         elif isinstance(event, TransportStop):
+            self._transport_events += 1
             self._seen_transport = True
             if self._playing:
                 clocked = self._index >= self._anchor_index
@@ -278,6 +291,7 @@ class ClockFollower:
         if not isinstance(sixteenths, int) or not 0 <= sixteenths <= MAX_SONG_POSITION:
             self._ignore(sixteenths)
             return
+        self._transport_events += 1
         self._seen_transport = True
         self._resume_ticks = song_position_to_ticks(sixteenths)
         if self._playing:
@@ -317,6 +331,10 @@ class ClockFollower:
         return float(np.std(gaps, ddof=1)) / math.sqrt(2.0)
 
     def _on_tick(self, time_s: float) -> None:
+        self._tick(time_s)
+        self._events_at_tick = self._transport_events
+
+    def _tick(self, time_s: float) -> None:
         if self._last_time_s is not None:
             if time_s < self._last_time_s:
                 self._ignore(time_s)
@@ -346,6 +364,9 @@ class ClockFollower:
             self._recent_times_s.append(time_s)
             return
         self._index += 1  # past `index` by the clocks _add_point found lost on the way, if any
+        if self._reconcile and len(self._window) >= RECONCILE_TICKS:
+            self._reconcile = False
+            self._reconcile_lost()
         index = self._index
         self._last_time_s = time_s
         self._recent_times_s.append(time_s)
@@ -383,7 +404,12 @@ class ClockFollower:
 
     def _restart(self, *, keep_tempo: bool, points: list[tuple[int, float]] | None = None) -> None:
         if self._line is not None:
-            self._last_line = self._line
+            if len(self._window) >= self._min_ticks and not self._reconcile:
+                self._reconcile = self._count_lost and self._playing
+                self._reconciled_at = self._events_at_tick
+                self._last_line = self._line
+            elif not self._reconcile:
+                self._last_line = self._line
         self._period_hint_s = self._line.period_s if keep_tempo and self._line is not None else None
         self._window.clear()
         self._window.extend(points or [])
@@ -450,6 +476,27 @@ class ClockFollower:
         if not 1 <= lost <= MAX_LOST_CLOCKS or any(abs(r - lost * line.period_s) > threshold_s for r in residuals_s):
             return 0
         return lost
+
+    def _reconcile_lost(self) -> None:
+        """A beat after a restart: if the new line has the old one's tempo and sits a whole number (1 to a bar) of
+        periods later, with no transport message since, the clock went on and that many clocks were lost while the
+        line restarted: count them (the window's indices move on with them)."""
+        old, new = self._last_line, self._line
+        if old is None or new is None or self._transport_events != self._reconciled_at:
+            return
+        if abs(new.period_s - old.period_s) > RECONCILE_PERIOD_TOLERANCE * old.period_s:
+            return  # a tempo change
+        # the new clocks' offset from the old line, at the old tempo (a beat's own slope is the noisier)
+        same_tempo = fit_clock_line(list(self._window), old.period_s)
+        offset_s = same_tempo.centre_s - old.time_s(same_tempo.centre_index)
+        lost = round(offset_s / old.period_s)
+        if not 1 <= lost <= MAX_RECONCILED_CLOCKS or abs(offset_s - lost * old.period_s) > self._threshold_s():
+            return
+        logger.debug("%d MIDI clock(s) lost while the clock line restarted; counted", lost)
+        self.lost_clocks += lost
+        self._index += lost
+        self._window = deque(((n + lost, t) for n, t in self._window), maxlen=self._window.maxlen)
+        self._refit()
 
     def _refit(self) -> bool:
         """Refit the line to the window; False if the fit leaves the tempo range once a tempo is known."""

@@ -328,3 +328,51 @@ def test_clocks_the_port_drops_are_counted_from_the_times_of_the_next_ones(tempo
         # delivered on the next period boundary: half a JACK period late on average
         ideal_s = 10.0 + next_bar / TICKS_PER_MIDI_CLOCK * clock_period_s(tempo_bpm) + period_s / 2
         assert abs(follower.predict_time_s(next_bar) - ideal_s) < 0.002
+
+
+@pytest.mark.parametrize("tempo_bpm", [90.0, 140.0, 174.0])
+def test_clocks_lost_in_a_long_stall_or_around_a_held_up_suspect_are_counted_a_beat_later(tempo_bpm: float) -> None:
+    """A stall long enough to read as a silence (0.12-0.5 s of clocks never delivered), or one lost clock whose next
+    clocks a stall holds up (so they do not all sit a whole period on, and the line restarts as for a tempo change):
+    the line restarts either way, and a beat later it is the old line a whole number of periods on, at the old
+    tempo, so the clocks lost are counted (a 100-turn soak at 140 BPM: every bar line from turn 4 on a clock late)."""
+    period_s = 256 / 48000
+    for seed in range(10):
+        rng = np.random.default_rng(seed)
+        count = 96 * 30
+        sent = jittered_tick_times_s(10.0, tempo_bpm, count, 0.001, rng)
+        delivered = np.ceil(sent / period_s) * period_s
+        keep = np.ones(count, dtype=bool)
+        t = 11.0 + rng.uniform(1.0, 3.0)
+        while t < sent[-1] - 2.0:
+            first = int(np.searchsorted(sent, t))
+            if rng.random() < 0.5:
+                keep[(sent >= t) & (sent < t + rng.uniform(0.12, 0.5))] = False  # a long stall, its clocks dropped
+            else:
+                keep[first] = False  # one clock dropped; the two after it held up by 4-8 ms, unevenly
+                delivered[first + 1] += rng.uniform(0.004, 0.008)
+                delivered[first + 2] = max(delivered[first + 2], delivered[first + 1] + 0.001)
+            t += rng.uniform(2.0, 4.0)
+        follower = ClockFollower()
+        follower.feed(TransportStart(9.99))
+        feed_ticks(follower, delivered[keep])
+        assert follower.lost_clocks == count - keep.sum(), seed
+        assert follower.position_ticks == (count - 1) * TICKS_PER_MIDI_CLOCK
+        next_bar = 4 * 96 * TICKS_PER_MIDI_CLOCK * (count // (4 * 96) + 1)
+        ideal_s = 10.0 + next_bar / TICKS_PER_MIDI_CLOCK * clock_period_s(tempo_bpm) + period_s / 2
+        assert abs(follower.predict_time_s(next_bar) - ideal_s) < 0.002
+
+
+def test_a_resume_after_stop_and_continue_is_not_taken_for_lost_clocks() -> None:
+    """Clocks that stop with the transport and resume on Continue a whole number of periods on are not lost
+    clocks: the song goes on from where it stopped."""
+    period_s = clock_period_s(120.0)
+    follower = ClockFollower()
+    follower.feed(TransportStart(START_S))
+    feed_ticks(follower, START_S + np.arange(96) * period_s)
+    follower.feed(TransportStop(START_S + 96 * period_s))
+    resume_s = START_S + 140 * period_s  # 44 periods on, to the microsecond
+    follower.feed(TransportContinue(resume_s - 0.001))
+    feed_ticks(follower, resume_s + np.arange(48) * period_s)
+    assert follower.lost_clocks == 0
+    assert follower.position_ticks == (96 + 47) * TICKS_PER_MIDI_CLOCK
