@@ -43,8 +43,10 @@ logger = logging.getLogger(__name__)
 
 MAX_LOST_CLOCKS = 4  # clocks missing in a row that are counted from the next ones' times (JACK drops a cycle or two)
 SHORTEST_GAP_S = 0.1  # a silence shorter than this is a stall, never clocks stopping and resuming
-RECONCILE_TICKS = 24  # clocks after a restart before its line is set against the one before (a beat)
-RECONCILE_PERIOD_TOLERANCE = 0.02  # periods closer than this are one tempo (a beat fitted on JACK periods: ±1 %)
+RECONCILE_TICKS = 24  # clocks after a restart before its line is set against the one before it
+RECONCILE_OLD_TICKS = 24  # the clocks that line must have been fitted on (a line of fewer can be a few % off)
+RECONCILE_RECENT = 12  # the latest clocks whose offset from the old line says how many were lost
+RECONCILE_ON_LINE = 2 / 3  # the share of them that must sit there, a whole number of periods on
 MAX_RECONCILED_CLOCKS = 96  # a restart's line at most a bar of clocks on from the one before is counted
 MAX_BUNCHED_CLOCKS = 24  # a beat's worth of clocks arriving at once still counts; more is a flood, ignored
 NOISE_GAPS = 48  # clock intervals behind the port-noise estimate (two beats)
@@ -404,7 +406,7 @@ class ClockFollower:
 
     def _restart(self, *, keep_tempo: bool, points: list[tuple[int, float]] | None = None) -> None:
         if self._line is not None:
-            if len(self._window) >= self._min_ticks and not self._reconcile:
+            if len(self._window) >= RECONCILE_OLD_TICKS and not self._reconcile:
                 self._reconcile = self._count_lost and self._playing
                 self._reconciled_at = self._events_at_tick
                 self._last_line = self._line
@@ -478,24 +480,29 @@ class ClockFollower:
         return lost
 
     def _reconcile_lost(self) -> None:
-        """A beat after a restart: if the new line has the old one's tempo and sits a whole number (1 to a bar) of
-        periods later, with no transport message since, the clock went on and that many clocks were lost while the
-        line restarted: count them (the window's indices move on with them)."""
-        old, new = self._last_line, self._line
-        if old is None or new is None or self._transport_events != self._reconciled_at:
+        """A beat after a restart: if the latest clocks sit on the old line a whole number (1 to a bar) of periods
+        on, with no transport message since, the clock went on at the old tempo and that many clocks were lost
+        while the line restarted: count them, and keep in the window the clocks that sit there."""
+        old = self._last_line
+        if old is None or self._transport_events != self._reconciled_at:
             return
-        if abs(new.period_s - old.period_s) > RECONCILE_PERIOD_TOLERANCE * old.period_s:
-            return  # a tempo change
-        # the new clocks' offset from the old line, at the old tempo (a beat's own slope is the noisier)
-        same_tempo = fit_clock_line(list(self._window), old.period_s)
-        offset_s = same_tempo.centre_s - old.time_s(same_tempo.centre_index)
-        lost = round(offset_s / old.period_s)
-        if not 1 <= lost <= MAX_RECONCILED_CLOCKS or abs(offset_s - lost * old.period_s) > self._threshold_s():
-            return
+        offsets_s = np.array([t - old.time_s(n) for n, t in self._window])
+        recent_s = offsets_s[-RECONCILE_RECENT:]
+        lost = round(float(np.median(recent_s)) / old.period_s)
+        # the port's own noise, not the restarted line's spread (a line fitted across a stall is no judge)
+        threshold_s = max(self._outlier_floor_s, self._outlier_sigmas * self._port_noise_s())
+        on_line = np.abs(offsets_s - lost * old.period_s) <= threshold_s
+        if not 1 <= lost <= MAX_RECONCILED_CLOCKS or on_line[-len(recent_s):].mean() < RECONCILE_ON_LINE:
+            return  # a tempo change, or clocks not yet settled
+        indices = np.array([n for n, _ in self._window], dtype=np.float64)[on_line]
+        drift_s = float(np.polyfit(indices, offsets_s[on_line], 1)[0]) * RECONCILE_TICKS
+        if abs(drift_s) > threshold_s:
+            return  # the old line's tempo is not the clock's (a beat drifts off it): its extrapolation says nothing
         logger.debug("%d MIDI clock(s) lost while the clock line restarted; counted", lost)
         self.lost_clocks += lost
         self._index += lost
-        self._window = deque(((n + lost, t) for n, t in self._window), maxlen=self._window.maxlen)
+        kept = [(n + lost, t) for (n, t), ok in zip(self._window, on_line) if ok]
+        self._window = deque(kept, maxlen=self._window.maxlen)
         self._refit()
 
     def _refit(self) -> bool:
