@@ -295,19 +295,36 @@ def test_clocks_held_up_and_handed_over_together_are_never_lost(tempo_bpm: float
     assert lost == 0
 
 
+JACK_PERIOD_S = 256 / 48000
+SOAK_CLOCKS = 96 * 30
+
+
+def jack_delivered_clocks(tempo_bpm: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """SOAK_CLOCKS clocks from 10 s on, jittered 1 ms as sent, and as a JACK MIDI port delivers them (on the next
+    period boundary)."""
+    sent = jittered_tick_times_s(10.0, tempo_bpm, SOAK_CLOCKS, 0.001, rng)
+    return sent, np.ceil(sent / JACK_PERIOD_S) * JACK_PERIOD_S
+
+
+def assert_every_clock_counted(follower: ClockFollower, tempo_bpm: float) -> None:
+    """The follower counted all SOAK_CLOCKS clocks, and puts the next bar line within 2 ms of the ideal one."""
+    assert follower.position_ticks == (SOAK_CLOCKS - 1) * TICKS_PER_MIDI_CLOCK
+    next_bar = 4 * 96 * TICKS_PER_MIDI_CLOCK * (SOAK_CLOCKS // (4 * 96) + 1)
+    # delivered on the next period boundary: half a JACK period late on average
+    ideal_s = 10.0 + next_bar / TICKS_PER_MIDI_CLOCK * clock_period_s(tempo_bpm) + JACK_PERIOD_S / 2
+    assert abs(follower.predict_time_s(next_bar) - ideal_s) < 0.002
+
+
 @pytest.mark.parametrize("tempo_bpm", [90.0, 140.0, 174.0])
 def test_clocks_the_port_drops_are_counted_from_the_times_of_the_next_ones(tempo_bpm: float) -> None:
     """JACK MIDI drops a cycle's events for a client that misses it: now and then a clock never arrives (sometimes
     two in a row), among clocks on period boundaries and short stalls. Counting only what arrives put every later
     bar line a clock late for good (a 100-turn soak: 20.8 ms at 140 BPM, 58 ms at 90). The follower counts the
     missing ones when the next clocks sit on the line a whole number of periods on, and keeps the tempo."""
-    period_s = 256 / 48000
     for seed in range(10):
         rng = np.random.default_rng(seed)
-        count = 96 * 30
-        sent = jittered_tick_times_s(10.0, tempo_bpm, count, 0.001, rng)
-        delivered = np.ceil(sent / period_s) * period_s
-        keep = np.ones(count, dtype=bool)
+        sent, delivered = jack_delivered_clocks(tempo_bpm, rng)
+        keep = np.ones(SOAK_CLOCKS, dtype=bool)
         t = 11.0 + rng.uniform(1.0, 4.0)
         while t < sent[-1] - 1.0:
             first = int(np.searchsorted(sent, t))
@@ -315,19 +332,15 @@ def test_clocks_the_port_drops_are_counted_from_the_times_of_the_next_ones(tempo
             stall_s = rng.uniform(0.005, 0.06)
             stall_at = t + rng.uniform(0.3, 0.6)
             held = (delivered >= stall_at) & (delivered < stall_at + stall_s)
-            delivered[held] = np.ceil((stall_at + stall_s) / period_s) * period_s
+            delivered[held] = np.ceil((stall_at + stall_s) / JACK_PERIOD_S) * JACK_PERIOD_S
             t += rng.uniform(1.0, 4.0)
         follower = ClockFollower()
         follower.feed(TransportStart(9.99))
         feed_ticks(follower, delivered[keep])
         assert follower.tempo_changes <= 2  # a stall can shift the residuals' mean enough for one restart
-        assert follower.lost_clocks == count - keep.sum()
-        assert follower.position_ticks == (count - 1) * TICKS_PER_MIDI_CLOCK
+        assert follower.lost_clocks == SOAK_CLOCKS - keep.sum()
         assert follower.tempo_bpm == pytest.approx(tempo_bpm, abs=0.2)
-        next_bar = 4 * 96 * TICKS_PER_MIDI_CLOCK * (count // (4 * 96) + 1)
-        # delivered on the next period boundary: half a JACK period late on average
-        ideal_s = 10.0 + next_bar / TICKS_PER_MIDI_CLOCK * clock_period_s(tempo_bpm) + period_s / 2
-        assert abs(follower.predict_time_s(next_bar) - ideal_s) < 0.002
+        assert_every_clock_counted(follower, tempo_bpm)
 
 
 @pytest.mark.parametrize("tempo_bpm", [90.0, 140.0, 174.0])
@@ -336,13 +349,10 @@ def test_clocks_lost_in_a_long_stall_or_around_a_held_up_suspect_are_counted_a_b
     clocks a stall holds up (so they do not all sit a whole period on, and the line restarts as for a tempo change):
     the line restarts either way, and a beat later it is the old line a whole number of periods on, at the old
     tempo, so the clocks lost are counted (a 100-turn soak at 140 BPM: every bar line from turn 4 on a clock late)."""
-    period_s = 256 / 48000
     for seed in range(10):
         rng = np.random.default_rng(seed)
-        count = 96 * 30
-        sent = jittered_tick_times_s(10.0, tempo_bpm, count, 0.001, rng)
-        delivered = np.ceil(sent / period_s) * period_s
-        keep = np.ones(count, dtype=bool)
+        sent, delivered = jack_delivered_clocks(tempo_bpm, rng)
+        keep = np.ones(SOAK_CLOCKS, dtype=bool)
         t = 11.0 + rng.uniform(1.0, 3.0)
         while t < sent[-1] - 2.0:
             first = int(np.searchsorted(sent, t))
@@ -356,11 +366,8 @@ def test_clocks_lost_in_a_long_stall_or_around_a_held_up_suspect_are_counted_a_b
         follower = ClockFollower()
         follower.feed(TransportStart(9.99))
         feed_ticks(follower, delivered[keep])
-        assert follower.lost_clocks == count - keep.sum(), seed
-        assert follower.position_ticks == (count - 1) * TICKS_PER_MIDI_CLOCK
-        next_bar = 4 * 96 * TICKS_PER_MIDI_CLOCK * (count // (4 * 96) + 1)
-        ideal_s = 10.0 + next_bar / TICKS_PER_MIDI_CLOCK * clock_period_s(tempo_bpm) + period_s / 2
-        assert abs(follower.predict_time_s(next_bar) - ideal_s) < 0.002
+        assert follower.lost_clocks == SOAK_CLOCKS - keep.sum(), seed
+        assert_every_clock_counted(follower, tempo_bpm)
 
 
 def test_a_resume_after_stop_and_continue_is_not_taken_for_lost_clocks() -> None:
