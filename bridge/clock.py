@@ -43,8 +43,7 @@ logger = logging.getLogger(__name__)
 
 MAX_LOST_CLOCKS = 4  # clocks missing in a row that are counted from the next ones' times (JACK drops a cycle or two)
 SHORTEST_GAP_S = 0.1  # a silence shorter than this is a stall, never clocks stopping and resuming
-RECONCILE_TICKS = 24  # clocks after a restart before its line is set against the one before it
-RECONCILE_OLD_TICKS = 24  # the clocks that line must have been fitted on (a line of fewer can be a few % off)
+RECONCILE_TICKS = 24  # clocks after a restart before its line is set against the one before, itself of as many
 RECONCILE_RECENT = 12  # the latest clocks whose offset from the old line says how many were lost
 RECONCILE_ON_LINE = 2 / 3  # the share of them that must sit there, a whole number of periods on
 MAX_RECONCILED_CLOCKS = 96  # a restart's line at most a bar of clocks on from the one before is counted
@@ -405,13 +404,11 @@ class ClockFollower:
         return span_s < len(recent) * FASTEST_CLOCK_PERIOD_S - 2.0 * self._outlier_floor_s
 
     def _restart(self, *, keep_tempo: bool, points: list[tuple[int, float]] | None = None) -> None:
-        if self._line is not None:
-            if len(self._window) >= RECONCILE_OLD_TICKS and not self._reconcile:
+        if self._line is not None and not self._reconcile:  # while one is pending, its old line stays the judge
+            self._last_line = self._line
+            if len(self._window) >= RECONCILE_TICKS:  # a line of fewer clocks can be a few % off
                 self._reconcile = self._count_lost and self._playing
                 self._reconciled_at = self._events_at_tick
-                self._last_line = self._line
-            elif not self._reconcile:
-                self._last_line = self._line
         self._period_hint_s = self._line.period_s if keep_tempo and self._line is not None else None
         self._window.clear()
         self._window.extend(points or [])
@@ -486,7 +483,8 @@ class ClockFollower:
         old = self._last_line
         if old is None or self._transport_events != self._reconciled_at:
             return
-        offsets_s = np.array([t - old.time_s(n) for n, t in self._window])
+        indices, times_s = np.array(self._window, dtype=np.float64).T
+        offsets_s = times_s - old.time_s(indices)
         recent_s = offsets_s[-RECONCILE_RECENT:]
         lost = round(float(np.median(recent_s)) / old.period_s)
         # the port's own noise, not the restarted line's spread (a line fitted across a stall is no judge)
@@ -494,8 +492,7 @@ class ClockFollower:
         on_line = np.abs(offsets_s - lost * old.period_s) <= threshold_s
         if not 1 <= lost <= MAX_RECONCILED_CLOCKS or on_line[-len(recent_s):].mean() < RECONCILE_ON_LINE:
             return  # a tempo change, or clocks not yet settled
-        indices = np.array([n for n, _ in self._window], dtype=np.float64)[on_line]
-        drift_s = float(np.polyfit(indices, offsets_s[on_line], 1)[0]) * RECONCILE_TICKS
+        drift_s = float(np.polyfit(indices[on_line], offsets_s[on_line], 1)[0]) * RECONCILE_TICKS
         if abs(drift_s) > threshold_s:
             return  # the old line's tempo is not the clock's (a beat drifts off it): its extrapolation says nothing
         logger.debug("%d MIDI clock(s) lost while the clock line restarted; counted", lost)
