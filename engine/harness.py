@@ -173,6 +173,7 @@ class HarnessRun:
     turns_started: int = 0
     dropped_bars: int = 0
     moved_bars: int = 0
+    late_looks: int = 0  # bars whose look before starting came too late to move them
     underruns: int = 0
     recorder_gaps: int = 0
     clock_restarts: int = 0  # the engine's clock follower took the steady clock for a tempo change
@@ -517,6 +518,7 @@ def run_harness(config: HarnessConfig) -> HarnessRun:
         result.turns_started = session.turns_started
         result.dropped_bars = sink.dropped_bars
         result.moved_bars = sink.moved_bars
+        result.late_looks = sink.late_looks
         result.underruns = daw.output.stats().underruns
         result.recorder_gaps = daw.daw.status().gaps
         result.clock_restarts = session.follower.tempo_changes

@@ -20,7 +20,7 @@ import pytest
 from conftest import LatentDelay
 from engine.errors import PortError
 from engine.play.latency import jack_port_latency
-from engine.play.output import PLACE_AHEAD_S, DeviceOutput, JackOutput, RingSink, open_output
+from engine.play.output import PLACE_AHEAD_S, DeviceOutput, JackOutput, Placement, RingSink, open_output
 from engine.play.record import Recorder
 from engine.play.ring import RingBuffer
 from engine.turn import BarRender
@@ -77,7 +77,7 @@ def _lost_cycles(rig: Rig) -> tuple[int, ...]:
 
 
 def play_clicks(rig: Rig, sink: RingSink, count: int = 3, moved_s: float = 0.0,
-                late_move_s: float = 0.0) -> list[float]:
+                late_move_s: float = 0.0, clean: list[Placement] | None = None) -> list[float]:
     """Submit click bars a little ahead, `count` at a time, until `count` of them were heard in clean windows;
     the error of each such recorded click against its bar line. `moved_s`: the sink's clock says, as each bar is
     placed, that its line is this much later than the bar was made for (the clock line settled meanwhile);
@@ -88,8 +88,10 @@ def play_clicks(rig: Rig, sink: RingSink, count: int = 3, moved_s: float = 0.0,
     before its line) to just after it plays. A window in which JACK lost cycles (an overloaded 2-core machine:
     xruns, a gap in the recorder's frame times) does not measure placement, since a click in a lost cycle is
     never heard and the clients' order may shift by a period; nor does one in which JACK's host-to-frame mapping
-    moved by more than MAX_SLIP_FRAMES (the recorder's own mapping of the line, read at both ends). Such a click
-    is set aside and more are played, for up to CLEAN_CLICKS_S."""
+    moved by more than MAX_SLIP_FRAMES (the recorder's own mapping of the line, read at both ends); nor, with
+    `late_move_s`, one whose look came too late to move its bar (the sink's thread held up past the playhead's
+    guard: the sink counts it, and the bar plays where it was placed). Such a click is set aside and more are
+    played, for up to CLEAN_CLICKS_S. `clean`, when given, gets the placements of the clicks returned."""
     errors: list[float] = []
     dirty: list[object] = []
     deadline_s = time.monotonic() + CLEAN_CLICKS_S
@@ -102,6 +104,7 @@ def play_clicks(rig: Rig, sink: RingSink, count: int = 3, moved_s: float = 0.0,
         if moved_s or late_move_s:
             sink.bar_time_s = lambda bar, whens=whens: whens[bar] + moved_s + (
                 late_move_s if time.monotonic() > whens[bar] - 0.15 else 0.0)
+        first = len(sink.placements)
         for k, when in enumerate(whens):
             sink.submit(click_bar(k, when))
         windows = []
@@ -118,15 +121,20 @@ def play_clicks(rig: Rig, sink: RingSink, count: int = 3, moved_s: float = 0.0,
             windows.append((expected, expected - at_placement, lost))
         time.sleep(0.2)
         clicks = rig.recorder.clicks()
-        for expected, slip, lost in windows:
+        placed = {p.bar: p for p in sink.placements[first:]}
+        for k, (expected, slip, lost) in enumerate(windows):
             if any(lost):
                 dirty.append(lost)
+            elif k in placed and placed[k].look_late:
+                dirty.append("look late")
             elif abs(slip) > MAX_SLIP_FRAMES:
                 dirty.append(round(slip))
             else:
                 heard = [c for c in clicks if abs(c - expected) < 0.1 * RATE]
                 assert len(heard) == 1, f"recorded {len(heard)} clicks within 0.1 s of the line, expected 1"
                 errors.append(heard[0] - expected)
+                if clean is not None and k in placed:
+                    clean.append(placed[k])
     return errors[:count]
 
 
@@ -148,13 +156,36 @@ def test_a_placed_bar_moves_when_its_line_moves_before_it_starts(rig: Rig) -> No
     # its line 5 ms later in between (as JACK's dummy driver moves its frame clock when a cycle runs late), and
     # the bar is taken out of the ring and mixed in again at the new line, once, whole.
     sink = RingSink(rig.output, compensation_frames=0)
-    errors = play_clicks(rig, sink, late_move_s=0.005)
+    clean: list[Placement] = []
+    errors = play_clicks(rig, sink, late_move_s=0.005, clean=clean)
     assert all(abs(e) <= TOLERANCE_FRAMES for e in errors), errors
-    assert sink.moved_bars >= 3
-    assert all(abs(p.moved_frames - 240) <= TOLERANCE_FRAMES for p in sink.placements[-3:]), sink.placements[-3:]
+    # (a bar placed after the line moved, its placer held up, is placed at the new line and has nothing to move)
+    assert all(abs(p.moved_frames - 240) <= TOLERANCE_FRAMES for p in clean[:3] if p.moved_frames), clean
+    moved = [p for p in sink.placements if p.moved_frames]
+    assert len(moved) == sink.moved_bars >= 3
     clicks = np.array(rig.recorder.clicks())
-    left = [p.bar_frame - p.moved_frames for p in sink.placements if p.moved_frames]
+    left = [p.bar_frame - p.moved_frames for p in moved]
     assert all(np.min(np.abs(clicks - frame)) > TOLERANCE_FRAMES for frame in left)  # none where it was placed first
+
+
+def test_a_bar_looked_at_inside_the_guard_stays_where_it_was_placed_and_is_counted(rig: Rig) -> None:
+    # Looked at as it starts (its sink's thread held up that long), a bar is already inside the playhead's guard:
+    # moving it now would cut it, so it plays whole where it was placed, and the sink says so.
+    for attempt in range(CLEAN_ATTEMPTS):
+        when = time.monotonic() + 0.4
+        sink = RingSink(rig.output, compensation_frames=0, settle_s=0.0,
+                        bar_time_s=lambda bar: when + (0.005 if time.monotonic() > when - 0.15 else 0.0))
+        lost_before = _lost_cycles(rig)
+        sink.submit(click_bar(0, when))
+        time.sleep(max(0.0, when - time.monotonic()) + 0.1)
+        sink.close()
+        if _lost_cycles(rig) == lost_before:
+            break
+    expected = rig.recorder.frame_of(when)
+    assert sink.late_looks == 1 and sink.moved_bars == 0
+    assert [(p.look_late, p.moved_frames) for p in sink.placements] == [(True, 0)]
+    heard = [c - expected for c in rig.recorder.clicks() if abs(c - expected) < 0.1 * RATE]
+    assert len(heard) == 1 and abs(heard[0]) <= MAX_SLIP_FRAMES, heard
 
 
 def test_compensation_plays_bars_early_by_exactly_its_frames(rig: Rig) -> None:

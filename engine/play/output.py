@@ -29,7 +29,7 @@ import logging
 import math
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -493,14 +493,16 @@ def open_output(audio_out: str | None, sample_rate: int, ring_s: float = DEFAULT
 @dataclass(frozen=True)
 class Placement:
     """Where one bar went: the ring position of its bar line, how much of it came too late to play, the host time
-    of its line the position was made from (the clock's word at placement, or at the look before it started), and
-    how far that look moved it."""
+    of its line the position was made from (the clock's word at placement, or at the look before it started), how
+    far that look moved it, and whether the look came too late to move it (the bar had reached the playhead's
+    guard: it played where it was placed)."""
 
     bar: int
     bar_frame: int
     late_frames: int
     line_time_s: float
     moved_frames: int = 0
+    look_late: bool = False
 
 
 class RingSink:
@@ -520,7 +522,7 @@ class RingSink:
     and mixed in at the new frame. The JACK dummy driver drops the time of a late cycle from its frame clock (its
     anchor restarts), so a bar placed before such a cycle would otherwise play that much late; a sound card's
     clock does not stop, but JACK's mapping of it settles after an xrun. A bar already at the playhead's guard
-    stays where it is."""
+    stays where it is, and is counted in `late_looks`."""
 
     def __init__(self, output: AudioOutput, compensation_frames: int | None = None,
                  guard_frames: int = DEFAULT_GUARD_FRAMES, place_ahead_s: float = PLACE_AHEAD_S,
@@ -536,6 +538,7 @@ class RingSink:
         self.dropped_bars = 0
         self.late_frames = 0
         self.moved_bars = 0
+        self.late_looks = 0
         # (when to act, order, bar, -1 to place it or the index in `placements` of the placed bar to look at), a heap
         self._waiting: list[tuple[float, int, BarRender, int]] = []
         self._order = 0
@@ -613,7 +616,11 @@ class RingSink:
         moved = bar_frame - placed.bar_frame
         ring = self.output.ring
         earliest = ring.read_pos + self.guard_frames
-        if abs(moved) < MOVE_MIN_FRAMES or min(placed.bar_frame, bar_frame) - render.lead_samples < earliest:
+        if abs(moved) < MOVE_MIN_FRAMES:
+            return
+        if min(placed.bar_frame, bar_frame) - render.lead_samples < earliest:
+            self.late_looks += 1
+            self.placements[index] = replace(placed, look_late=True)
             return
         audio = np.asarray(render.audio, dtype=np.float32).reshape(-1)
         ring.write(placed.bar_frame - render.lead_samples, -audio)
