@@ -45,7 +45,7 @@ from engine.daw_process import DawProcess, DawProcessError, DawSetup
 from engine.errors import CypherError
 from engine.line import LineJob, LineWriter, VoiceCache
 from engine.listen.capture import JackCapture
-from engine.live import LiveParts, LiveSession
+from engine.live import RECENT_TURNS, LiveParts, LiveSession
 from engine.play.output import JackOutput, RingSink
 from engine.play.ring import RingBuffer
 from engine.presets import Style, available_styles, load_style
@@ -145,7 +145,8 @@ class BarCheck:
 
 @dataclass(frozen=True)
 class TurnSample:
-    """Resources after one turn."""
+    """Resources after one turn: VmRSS of the worker, and of this process less the switch clips the harness keeps
+    to classify after the run (measurement data, not the engine's)."""
 
     turn: int
     engine_rss_kb: int
@@ -197,9 +198,11 @@ class HarnessRun:
         """Sink placement errors of the placed bars."""
         return [b.placement_error_ms for b in self.bars if b.placement_error_ms is not None]
 
-    def memory_growth(self, which: str) -> float | None:
-        """Growth of `which` ("engine" or "worker") RSS from the first turn's sample to the last, as a share."""
-        values = [s.engine_rss_kb if which == "engine" else s.worker_rss_kb for s in self.samples]
+    def memory_growth(self, which: str, from_turn: int = 0) -> float | None:
+        """Growth of `which` ("engine" or "worker") RSS from the sample after turn `from_turn` (the first turn's
+        by default) to the last, as a share."""
+        values = [s.engine_rss_kb if which == "engine" else s.worker_rss_kb for s in self.samples
+                  if s.turn >= from_turn]
         values = [v for v in values if v > 0]
         if len(values) < 2:
             return None
@@ -209,6 +212,10 @@ class HarnessRun:
         """CPU seconds per wall second of `which` ("engine": this process: the engine and the harness's scheduler; "worker")."""
         used = self.engine_cpu_s if which == "engine" else self.worker_cpu_s
         return used / self.wall_s if self.wall_s > 0 else 0.0
+
+
+# by the end of this turn (0-based) the session's history of exchanges (their bars' audio) is full
+WARM_TURNS = RECENT_TURNS
 
 
 def rss_kb(pid: int | None) -> int:
@@ -454,7 +461,8 @@ class _Scheduler:
                 at = ideal - first
                 self.run.switches.append(SwitchClip(turn, bar, self.switched[turn][1],
                                                     recording[at:at + self.bar_len].copy()))
-        self.run.samples.append(TurnSample(turn, rss_kb(os.getpid()), rss_kb(self.worker_pid)))
+        clips_kb = sum(clip.audio.nbytes for clip in self.run.switches) // 1024
+        self.run.samples.append(TurnSample(turn, rss_kb(os.getpid()) - clips_kb, rss_kb(self.worker_pid)))
 
     def play(self) -> None:
         """Follow the ideal bar lines to the end of the clock, acting and measuring."""

@@ -11,8 +11,11 @@ the engine's output. Rows:
                      clock follower's host time for the line as the bar was placed vs the ideal, and the rest:
                      the audio clock's host-to-frame mapping between placement and the bar line
   underruns          JACK xruns seen by the engine's output; recorder gaps (cycles the recorder lost)
-  bars moved         placed bars the sink moved in its last look before they started (their frame had moved)
-  memory growth      VmRSS from the first turn's end to the last, engine process and worker     target < 5%
+  bars moved         placed bars the sink moved in its last look before they started (their frame had moved);
+                     bars whose look came too late to move them (already at the playhead's guard)
+  memory growth      VmRSS from the end of the fifth turn (the session's history of its last 4 exchanges is
+                     full by then) to the last, engine process (less the switch clips kept for the classifier) and
+                     worker   target < 5%; also from the first turn's end
   CPU load           CPU seconds per second, engine process (with the harness's scheduler thread; the DAW runs in its own process) and worker
   style bleed        the first answer bar after each switch, classified from the recording by a nearest-centroid
                      classifier trained on offline renders of the five styles at that tempo   target >= 90%
@@ -42,7 +45,7 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.errors import CypherError  # noqa: E402
-from engine.harness import HarnessConfig, HarnessRun, StyleClassifier, render_bars, run_harness  # noqa: E402
+from engine.harness import WARM_TURNS, HarnessConfig, HarnessRun, StyleClassifier, render_bars, run_harness  # noqa: E402
 from engine.presets import available_styles  # noqa: E402
 
 TEMPI_BPM = (90.0, 140.0, 174.0)
@@ -89,7 +92,7 @@ def summarise(run: HarnessRun, guesses: list[tuple[str, str]], held_right: int, 
     lines = [b.line_error_ms for b in run.bars if b.line_error_ms is not None]
     mappings = [b.placement_error_ms - b.line_error_ms for b in run.bars
                 if b.placement_error_ms is not None and b.line_error_ms is not None]
-    growth_engine, growth_worker = run.memory_growth("engine"), run.memory_growth("worker")
+    growth_engine, growth_worker = run.memory_growth("engine", WARM_TURNS), run.memory_growth("worker", WARM_TURNS)
     return {
         "tempo_bpm": run.config.tempo_bpm,
         "turns": run.config.turns,
@@ -111,6 +114,8 @@ def summarise(run: HarnessRun, guesses: list[tuple[str, str]], held_right: int, 
         "clock_lost": run.clock_lost,
         "memory_growth_engine": growth_engine,
         "memory_growth_worker": growth_worker,
+        "memory_growth_engine_from_first_turn": run.memory_growth("engine"),
+        "memory_growth_worker_from_first_turn": run.memory_growth("worker"),
         "engine_rss_mb": run.samples[-1].engine_rss_kb / 1024 if run.samples else None,
         "worker_rss_mb": run.samples[-1].worker_rss_kb / 1024 if run.samples else None,
         "cpu_engine": run.cpu_load("engine"),
@@ -175,6 +180,8 @@ def table(rows: list[dict[str, Any]], total: dict[str, Any], quick: bool) -> Tab
          fmt(total["memory_growth_engine"], "%") + " (max)", "< 5%"),
         ("memory growth, worker", lambda r: fmt(r["memory_growth_worker"], "%"),
          fmt(total["memory_growth_worker"], "%") + " (max)", "< 5%"),
+        ("  from the first turn, engine / worker", lambda r: f"{fmt(r['memory_growth_engine_from_first_turn'], '%')} / "
+         f"{fmt(r['memory_growth_worker_from_first_turn'], '%')}", "", ""),
         ("RSS engine / worker (MB)", lambda r: f"{fmt(r['engine_rss_mb'])} / {fmt(r['worker_rss_mb'])}", "", ""),
         ("CPU load engine / worker", lambda r: f"{fmt(r['cpu_engine'])} / {fmt(r['cpu_worker'])}", "", ""),
         ("style switches", lambda r: str(r["switches"]), str(total["switches"]), ""),
