@@ -14,7 +14,8 @@ The detector is first checked on unfitted lines read by Piper's unmodified model
 Piper's phoneme alignment (taken back over a stress mark, whose frames carry the vowel): that row is the
 detector's own error, the resolution of the independent measure. Bar-line placement goes through a real JACK
 server: JackOutput -> a JACK-Client recorder, compensation applied. Underruns are counted over a run at 256
-frames while this process keeps rendering bars (the GIL load a live set puts on the callback). The callback's
+frames while this process keeps rendering bars (the GIL load a live set puts on the callback), after a baseline of
+up to IDLE_MINUTES with the output alone (what the machine and JACK lose with nothing rendering). The callback's
 allocations are measured with tracemalloc in a quiet window. `--no-jack` skips the JACK sections.
 
     .venv/bin/python scripts/bench_voice.py --quick --no-jack  # the offline measures only, about 1-2 minutes
@@ -62,6 +63,7 @@ from engine.write.planner import assign_slots, syllables_per_word  # noqa: E402
 
 RATE = 48000
 PAD_S = 0.5  # silence before a line handed to whisper (it pins a first word to the clip start)
+IDLE_MINUTES = 2.0  # the output alone, nothing rendering, before the underrun run: the machine's own baseline
 DETECTOR_WINDOW_S = 0.06  # the most a detected onset may sit from its slot (less where slots are closer)
 
 
@@ -273,6 +275,12 @@ def bench_output(minutes: float, clicks: int) -> dict[str, Any]:
                     - sum(t.size for t in before.filter_traces(ours).traces))
         quiet_calls = output.callbacks - calls
 
+        # The same output with nothing rendering, first: what the machine and JACK lose on their own.
+        idle_minutes = min(minutes, IDLE_MINUTES)
+        idle_start = output.stats()
+        time.sleep(60.0 * idle_minutes)
+        idle_stop = output.stats()
+
         # The live path: lines written, spoken and shaped in the line worker process, only audio comes back.
         style = load_style("boom_bap")
         worker = LineWorker(WorkerConfig("lexicon", RATE, warm_voice=style.voice))
@@ -311,6 +319,8 @@ def bench_output(minutes: float, clicks: int) -> dict[str, Any]:
         "run_minutes": minutes, "bars_rendered_during_run": bars, "rendered_in": "line worker process",
         "underruns": stop.underruns - start.underruns,
         "skipped_frames": stop.skipped_frames - start.skipped_frames,
+        "idle_minutes": idle_minutes, "idle_underruns": idle_stop.underruns - idle_start.underruns,
+        "idle_skipped_frames": idle_stop.skipped_frames - idle_start.skipped_frames,
         "late_frames": sink.late_frames, "blocksize": 256,
     }
 
@@ -409,6 +419,8 @@ def result_table(result: dict[str, Any], lines: int, minutes: float | None) -> T
                   f"{out['bar_line_error_samples']['max']:.1f} ({out['clicks_recorded']})", "<= 48")
     table.add_row(f"underruns / skipped frames in {minutes} min at 256 frames", f"{out['underruns']} / "
                   f"{out['skipped_frames']} ({out['bars_rendered_during_run']} bars rendered)", "0")
+    table.add_row(f"  per minute: rendering / the output alone before it ({out['idle_minutes']:g} min, baseline)",
+                  f"{out['underruns'] / minutes:.1f} / {out['idle_underruns'] / out['idle_minutes']:.1f}", "")
     table.add_row("callback: retained bytes / quiet-window peak bytes",
                   f"{out['callback_retained_bytes']} / {out['callback_quiet_peak_bytes']} "
                   f"({out['callbacks_in_quiet_window']} callbacks)", "0")
