@@ -132,7 +132,8 @@ def follow_clock_through(
 
 
 def check_followed_clock(follower: ClockFollower, sender: ClockSender, received_s: list[float]) -> None:
-    assert len(received_s) == TWO_BARS_CLOCKS == sender.sent_clocks
+    assert len(received_s) == TWO_BARS_CLOCKS == sender.sent_clocks, (len(received_s), sender.sent_clocks,
+                                                                      f"port ignored {follower.ignored}")
     assert follower.tempo_bpm is not None and abs(follower.tempo_bpm - sender.tempo_bpm) <= 0.1
     assert follower.transport == "playing"
     assert follower.position_ticks == (TWO_BARS_CLOCKS - 1) * TICKS_PER_MIDI_CLOCK
