@@ -311,7 +311,11 @@ class ClockFollower:
 
     def _threshold_s(self) -> float:
         rms_s = 0.0 if self._line is None else self._line.rms_s
-        return max(self._outlier_floor_s, self._outlier_sigmas * max(rms_s, self._port_noise_s()))
+        return self._limit_s(max(rms_s, self._port_noise_s()))
+
+    def _limit_s(self, noise_s: float) -> float:
+        """How far off a clock may sit, for timing noise `noise_s` (never under the outlier floor)."""
+        return max(self._outlier_floor_s, self._outlier_sigmas * noise_s)
 
     def _port_noise_s(self) -> float:
         """Timing noise of the port, from the spread of recent clock intervals, kept across window restarts.
@@ -488,7 +492,7 @@ class ClockFollower:
         recent_s = offsets_s[-RECONCILE_RECENT:]
         lost = round(float(np.median(recent_s)) / old.period_s)
         # the port's own noise, not the restarted line's spread (a line fitted across a stall is no judge)
-        threshold_s = max(self._outlier_floor_s, self._outlier_sigmas * self._port_noise_s())
+        threshold_s = self._limit_s(self._port_noise_s())
         on_line = np.abs(offsets_s - lost * old.period_s) <= threshold_s
         if not 1 <= lost <= MAX_RECONCILED_CLOCKS or on_line[-len(recent_s):].mean() < RECONCILE_ON_LINE:
             return  # a tempo change, or clocks not yet settled
@@ -514,7 +518,7 @@ class ClockFollower:
             self._line = None
             return True
         established = len(points) >= self._min_ticks
-        limit_s = max(self._outlier_floor_s, self._outlier_sigmas * line.rms_without_worst_s)
+        limit_s = self._limit_s(line.rms_without_worst_s)
         if len(points) > self._min_ticks and abs(line.worst_residual_s) > limit_s:
             # A tick that joined while the line was forming, far off it now: leave it out (one per clock).
             del self._window[line.worst]
