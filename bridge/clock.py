@@ -7,8 +7,9 @@ monotonic clock); no I/O and no wall clock. Each accepted clock gets a running i
 
 Robustness: a tick far off the line is left out of the fit (it still counts as a clock); a run of off-line
 ticks on one side, or recent residuals whose mean drifts, means the tempo changed, and the window restarts
-from the recent ticks, unless the run sits on the line a whole number of periods later: then clocks were lost
-on the way, and they are counted. So are clocks lost where the line restarted anyway (a stall longer than a silence,
+from the recent ticks, unless the run sits on the line a whole number of periods later for CONFIRM_SHIFT_S: then
+clocks were lost on the way, and they are counted (a run as many periods earlier, after such a count, takes it
+back: those clocks were held up, not lost). So are clocks lost where the line restarted anyway (a stall longer than a silence,
 a run of suspects one of which a stall held up): a beat after a restart, a line at the old tempo sitting a whole
 number of periods on from the old one, with no transport message between, is the old clock with clocks lost.
 Garbage (non-finite or backwards times, out-of-range Song Position, fits outside
@@ -42,6 +43,7 @@ from engine.timebase import MIDI_PPQN, TICKS_PER_MIDI_CLOCK, Position, position_
 logger = logging.getLogger(__name__)
 
 MAX_LOST_CLOCKS = 4  # clocks missing in a row that are counted from the next ones' times (JACK drops a cycle or two)
+CONFIRM_SHIFT_S = 0.15  # how long clocks sit a whole number of periods off the line before the count is changed
 SHORTEST_GAP_S = 0.1  # a silence shorter than this is a stall, never clocks stopping and resuming
 RECONCILE_TICKS = 24  # clocks after a restart before its line is set against the one before, itself of as many
 RECONCILE_RECENT = 12  # the latest clocks whose offset from the old line says how many were lost
@@ -446,9 +448,15 @@ class ClockFollower:
             return True
         lost = self._lost_clocks()
         if lost:
+            if time_s - self._suspects[0][1] < CONFIRM_SHIFT_S:
+                # Clocks a busy host holds up by about a period sit where clocks after a lost one would, until they
+                # come back to the line (then the suspects clear): wait and see. The line still puts every bar
+                # line in the right place meanwhile; only the count now is `lost` clocks behind.
+                return True
             # The clock went on at the same tempo, `lost` periods ahead of our count: clocks the port dropped
-            # (JACK MIDI loses a cycle's events for a client that misses it). Count them, keep the line.
-            logger.debug("%d MIDI clock(s) lost on the way; counted from their neighbours' times", lost)
+            # (JACK MIDI loses a cycle's events for a client that misses it). Count them, keep the line. Clocks
+            # a whole number of periods behind take back as many counted before: they were held up, not lost.
+            logger.debug("%+d MIDI clock(s) lost on the way; counted from their neighbours' times", lost)
             self.lost_clocks += lost
             self._index += lost
             self._window.extend((n + lost, t) for n, t, _ in self._suspects)
@@ -469,14 +477,17 @@ class ClockFollower:
     def _lost_clocks(self) -> int:
         """Clocks missing before the suspects, when all of them sit on the line shifted by the same whole number of
         periods (a tempo change spreads them; a late delivery is followed by clocks back on the line); else 0.
-        Each must be within the outlier threshold of the shifted line."""
+        Each must be within the outlier threshold of the shifted line. Negative: clocks counted lost earlier that
+        were only held up (the clocks are back where they were before the count), at most as many as counted."""
         line = self._line
         if line is None or not self._count_lost:
             return 0
         threshold_s = self._threshold_s()
         residuals_s = [r for _, _, r in self._suspects]
         lost = round(sum(residuals_s) / len(residuals_s) / line.period_s)
-        if not 1 <= lost <= MAX_LOST_CLOCKS or any(abs(r - lost * line.period_s) > threshold_s for r in residuals_s):
+        if not -min(self.lost_clocks, MAX_LOST_CLOCKS) <= lost <= MAX_LOST_CLOCKS or any(
+            abs(r - lost * line.period_s) > threshold_s for r in residuals_s
+        ):
             return 0
         return lost
 
