@@ -10,6 +10,7 @@ event on a `queue.Queue`.
 
 from __future__ import annotations
 
+import gc
 import logging
 import queue
 import shutil
@@ -241,6 +242,30 @@ def open_output(backend: MidiBackend, name: str, *, virtual: bool = False) -> mi
     return _open(backend.open_output, name, virtual)
 
 
+CALLBACK_DRAIN_S = 0.05
+"""After the callback is cancelled, how long the GIL is left free for a call already on its way to finish."""
+
+
+def close_rtmidi_input(port: Any, drain_s: float = CALLBACK_DRAIN_S) -> None:
+    """Close a python-rtmidi input so that no thread of the driver is left waiting for the GIL.
+
+    JACK kills a client's process thread when the client closes (pthread_cancel). python-rtmidi closes holding the
+    GIL, so a process thread that was calling our Python callback waits for it; cancelled there, it takes the GIL's
+    own lock with it and every thread of the process stops for good (seen in CI: the suite hung 80 minutes, a
+    stress test here within 30 closes). So: cancel the callback (the thread stops calling into Python), sleep with
+    the GIL free until a call already on its way is done, and only then close the port and its client. The driver's
+    thread holds the callback only as a raw pointer, and cancelling drops python-rtmidi's reference to it: what
+    the port refers to is held here until then, or a call on its way runs on freed memory (a segfault in the
+    same stress test).
+    """
+    on_its_way = gc.get_referents(port)
+    port.cancel_callback()
+    time.sleep(drain_s)
+    port.close_port()
+    port.delete()
+    del on_its_way
+
+
 DRIVER_DRIFT = 1e-4  # how fast the driver-to-host offset may rise (s per s): 100 ppm of clock-rate difference
 
 
@@ -312,9 +337,10 @@ class MidiEventSource:
         self._events.put(event)
 
     def close(self) -> None:
-        """Close the input port (our rtmidi callback first: the driver thread must not call into a closed port)."""
-        if self._rtmidi_in is not None:
-            self._rtmidi_in.cancel_callback()
+        """Close the input port, with no Python callback left for the driver's thread (see `close_rtmidi_input`)."""
+        if self._rtmidi_in is not None and not self._port.closed:
+            close_rtmidi_input(self._rtmidi_in)
+            self._port.closed = True  # mido's own close would install its callback again first: that hung the set
         self._port.close()
 
     def __enter__(self) -> MidiEventSource:

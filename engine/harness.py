@@ -347,7 +347,7 @@ class _Daw:
         self.daw.play(self.names[player], index, time_s)
 
     def close_clock(self) -> None:
-        """Stop the clock and close its port first: rtmidi on JACK can hang closing a port whose peer is gone."""
+        """Stop the clock and close its port first, as a DAW stops its transport before the engine closes its input."""
         daw = getattr(self, "daw", None)
         if daw is not None:
             try:

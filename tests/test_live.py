@@ -113,7 +113,7 @@ def play_set(bars_of_clock: int, knob_moves: list[tuple[float, str, object]] = (
         time.sleep(0.5)
     finally:
         sender.stop()
-        daw.close()  # before the session closes its input: rtmidi on JACK can hang closing a port whose peer is gone
+        daw.close()  # the DAW's transport stops before the session closes its input
         stop.set()
         runner.join(10.0)
         output.close()

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import logging
 import queue
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import mido
 import numpy as np
@@ -184,6 +187,50 @@ def test_virtual_pair_on_jack_is_reachable_from_another_client(jack_server: None
     finally:
         source.close()
         own_output.close()
+
+
+CLOSE_WHILE_SENDING = """
+import queue, sys, threading, time
+import jack, mido
+from bridge.midi import MidiEventSource, open_backend, open_output
+busy = jack.Client("cypher-close-busy")  # a Python process callback every period, as the engine's output has
+busy.outports.register("out")
+busy.set_process_callback(lambda frames: sum(range(200)) and None)
+busy.activate()
+backend = open_backend("jack")
+for n in range(int(sys.argv[1])):
+    source = MidiEventSource(backend, f"cypher-close-{n} in", queue.Queue(), virtual=True)
+    daw = open_output(backend, f"cypher-close-{n} in")
+    stop = threading.Event()
+    def send():
+        while not stop.is_set():
+            daw.send(mido.Message("clock"))
+            time.sleep(0.0002)  # a flood: a callback is nearly always on its way when the port closes
+    sender = threading.Thread(target=send)
+    sender.start()
+    time.sleep(0.03)
+    source.close()  # while the DAW still sends
+    stop.set()
+    sender.join()
+    daw.close()
+print("closed", n + 1)
+"""
+
+
+@pytest.mark.jack
+def test_an_input_closed_while_the_daw_sends_neither_hangs_nor_crashes(jack_server: None) -> None:
+    """python-rtmidi closes a JACK input holding the GIL, and JACK kills the port's thread as it closes: a thread
+    that was calling into Python then took the GIL's lock with it and froze the whole process (a CI run hung 80
+    minutes; this loop hung within 30 closes), and a call on its way after the callback was cancelled ran on freed
+    memory (a segfault). 100 closes while a peer floods the port with clocks, in a child process so that a hang
+    or a crash fails this test, not the suite."""
+    try:
+        done = subprocess.run([sys.executable, "-c", CLOSE_WHILE_SENDING, "100"], capture_output=True, text=True,
+                              timeout=180, cwd=Path(__file__).resolve().parents[1])
+    except subprocess.TimeoutExpired as hung:
+        pytest.fail(f"closing inputs hung after: {(hung.stdout or b'').decode()!r}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "closed 100" in done.stdout
 
 
 def test_fuzzed_byte_streams_never_break_decoder_or_follower(caplog: pytest.LogCaptureFixture) -> None:
