@@ -35,6 +35,7 @@ class Run:
     bars: list[tuple[int, float, float]] = field(default_factory=list)
     events: list[object] = field(default_factory=list)
     predictions: list[tuple[int, float]] = field(default_factory=list)  # (bar, predicted host time) at each line
+    tempos_bpm: list[float | None] = field(default_factory=list)  # the follower's tempo at each line
     follower: ClockFollower = field(default_factory=ClockFollower)
 
 
@@ -46,6 +47,7 @@ def drive(audio: np.ndarray, jitter_s: float = 0.0005, seed: int = 0) -> Run:
     def on_bar(bar: int, time_s: float) -> None:
         run.bars.append((bar, time_s - HOST0_S, now[0]))
         run.predictions.append((bar + 1, run.follower.predict_time_s((bar + 1) * 3840) - HOST0_S))
+        run.tempos_bpm.append(run.follower.tempo_bpm)
 
     def at(stream_s: float) -> None:
         now[0] = stream_s
@@ -107,6 +109,29 @@ def test_bar_lines_land_on_the_kits_downbeats_through_a_tempo_change(first_bpm: 
         if truth != after_change_s and truth < downbeats[-1]:
             assert abs(predicted - truth) <= TOLERANCE_S, (bar, predicted, truth)
     assert run.follower.tempo_bpm == pytest.approx(second_bpm, abs=0.5)
+    assert_steady_clock(run)
+
+
+def test_one_misheard_beat_moves_neither_the_bar_lines_nor_the_tempo() -> None:
+    """One beat's hits 30 ms early (a flam, or a beat the tracker heard early: over JACK one came 34 ms early, the
+    beats of clocks around it were 466 and 534 ms long, and the follower read 128.7 then 112.4 BPM for a beat each,
+    the tempo an answer is sung at). The clock on that beat stays on the line through the beats around it: every
+    beat of clocks within 10 ms of 500, every bar line on a downbeat, the tempo on each within 0.6 BPM of 120."""
+    audio, beats, downbeats = kit(BOOM_BAP, [(120.0, 8)])
+    start = round((beats[17] - 0.01) * RATE)  # beat 2 of bar 5, its hits and what rings after them
+    end = round((beats[17] + 0.2) * RATE)
+    early = round(0.03 * RATE)
+    moved = audio[start:end].copy()
+    audio[start:end] = 0.0
+    audio[start - early:end - early] = moved
+    run = drive(audio)
+    assert len(run.bars) >= 5
+    ticks_s = np.array([e.time_s for e in run.events if isinstance(e, ClockTick)])
+    beat_spans_s = np.diff(ticks_s[::24])  # the count-in's first clock is on a beat
+    assert np.abs(beat_spans_s - 0.5).max() < 0.010, np.round(beat_spans_s, 4)
+    for _, t, _ in run.bars:
+        assert abs(t - nearest(t, downbeats)) <= TOLERANCE_S, (t, nearest(t, downbeats))
+    assert all(abs((tempo or 0.0) - 120.0) < 0.6 for tempo in run.tempos_bpm), run.tempos_bpm
     assert_steady_clock(run)
 
 
@@ -200,7 +225,13 @@ def test_the_beat_bus_over_jack_drives_a_timeline(jack_server: None) -> None:
     events: queue.Queue = queue.Queue()
     follower = ClockFollower(count_lost=False)  # as cypher live --no-clock makes it
     lines: list[float] = []
-    timeline = Timeline(events, follower, lambda bar, time_s: lines.append(time_s))
+    tempos_bpm: list[float | None] = []  # the follower's tempo as each bar line is announced
+
+    def on_bar(_bar: int, time_s: float) -> None:
+        lines.append(time_s)
+        tempos_bpm.append(follower.tempo_bpm)
+
+    timeline = Timeline(events, follower, on_bar)
     adapter = BeatBusClock(capture, events)
     stop = threading.Event()
     loop = threading.Thread(target=timeline.run, args=(stop,))
@@ -220,5 +251,7 @@ def test_the_beat_bus_over_jack_drives_a_timeline(jack_server: None) -> None:
     heard = [t for t in lines if t <= downbeats[-1] + 0.1]
     assert len(heard) >= 3, lines
     assert all(abs(t - nearest(t, downbeats)) <= 0.02 for t in heard), [t - start_s for t in heard]
-    assert follower.tempo_bpm == pytest.approx(tempo_bpm, abs=0.5)
+    # on the bar lines, while the kit plays (one CI run read 120.66 BPM once the kit had ended and its pulse was
+    # lost); the median, as beats heard over JACK on a loaded machine still wobble by 5-15 ms now and then
+    assert float(np.median([tempo or 0.0 for tempo in tempos_bpm[:len(heard)]])) == pytest.approx(tempo_bpm, abs=0.5)
     assert adapter.blocks > 0 and adapter.breaks == 0

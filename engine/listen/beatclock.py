@@ -8,7 +8,8 @@ clock follower and everything placed on predicted bar lines work unchanged:
   between the two beats, then the clock on beat k itself: each clock is stamped with its true host time though
   it is emitted late (the follower fits times, not arrival), and a bar line is announced a fifth of a beat after
   it happened. The beats are first put on a line (the tracker's tempo its slope, its place the mean over the
-  last ANCHOR_BEATS beats, started again from a beat ANCHOR_DEVIATION_S off it: a tempo change): raw beats
+  last ANCHOR_BEATS beats, started again from two beats running ANCHOR_DEVIATION_S off it: a tempo change; one
+  such beat alone is a misheard one, and its clock stays on the line): raw beats
   wobble by a millisecond or two, and the follower, seeing the clocks bend at every beat, would take each bend
   for a tempo change. A gap of several periods (a beat the tracker skipped, a re-adopted pulse) advances the
   position by as many beats as fit in it, so a beat is always 24 clocks;
@@ -62,7 +63,7 @@ REPHASE_BEATS = 8  # beats in a row that must put the "1" elsewhere before the s
 REPHASE_MARGIN = 0.3  # ... each with the new "1" this far ahead (in DownbeatEstimate.margin) of the old one
 DISCONTINUITY = 0.1  # a beat gap this far (as a share) off the gap before: the tracker jumped, the count may be off
 ANCHOR_BEATS = 8  # the clocks run through a line over this many recent beats (the tracker's tempo its slope)
-ANCHOR_DEVIATION_S = 0.006  # a beat this far off that line starts it again from this beat (a tempo change)
+ANCHOR_DEVIATION_S = 0.006  # two beats running this far off that line start it again from them (a tempo change)
 OFFSET_BLOCKS = 64  # blocks behind the median stream-to-host offset
 SIXTEENTHS_PER_BAR = 16
 SONG_POSITION_BARS = 1024  # MIDI Song Position counts sixteenths up to 16383: bar numbers wrap there
@@ -223,6 +224,7 @@ class BeatClock:
         self._fresh = False  # the downbeat estimate restarted after a jump of the tracker: re-bar when it is ready
         self._last_gap_s: float | None = None
         self._anchors: deque[tuple[int, float]] = deque(maxlen=ANCHOR_BEATS)  # (beat index, heard stream time)
+        self._off_line: tuple[int, float, float] | None = None  # the last beat and how far off the line, if it was
         self._last_anchor_s = 0.0  # the stream time the clock on the last beat was placed at
         self._last_tick_s = -math.inf
         self._stop_sent = False
@@ -338,10 +340,18 @@ class BeatClock:
         if index == 0 or tempo is None:
             self._anchors.clear()
         period_s = 60.0 / tempo if tempo else 0.0
+        off_line, self._off_line = self._off_line, None
         if self._anchors:
             line_s = float(np.mean([t + (index - i) * period_s for i, t in self._anchors]))
-            if abs(beat_s - line_s) > ANCHOR_DEVIATION_S:
+            off_s = beat_s - line_s
+            if abs(off_s) > ANCHOR_DEVIATION_S:
+                if off_line is None or (off_line[2] > 0) != (off_s > 0):
+                    # One beat off the line is a misheard one (34 ms early over JACK: the follower read 128.7, then
+                    # 112.4 BPM, and the answer was sung at that tempo); the next one says whether the tempo moved.
+                    self._off_line = (index, beat_s, off_s)
+                    return line_s
                 self._anchors.clear()
+                self._anchors.append(off_line[:2])
         self._anchors.append((index, beat_s))
         return float(np.mean([t + (index - i) * period_s for i, t in self._anchors]))
 
