@@ -135,15 +135,20 @@ def follow_clock_through(
 
 
 def check_followed_clock(follower: ClockFollower, sender: ClockSender, received_s: list[float]) -> None:
-    assert len(received_s) == TWO_BARS_CLOCKS == sender.sent_clocks, (len(received_s), sender.sent_clocks,
-                                                                      f"port ignored {follower.ignored}")
+    """Every clock counted and the next bar line placed. JACK MIDI drops a cycle's events for a client that misses
+    it (two clean-clone runs on a loaded machine: 192 of 193 clocks arrived): one clock may be missing on the way,
+    and the follower counts it from the times of the next ones."""
+    assert sender.sent_clocks == TWO_BARS_CLOCKS
+    assert len(received_s) >= TWO_BARS_CLOCKS - 1, (len(received_s), f"port ignored {follower.ignored}")
+    assert follower.clocks == TWO_BARS_CLOCKS, (len(received_s), follower.clocks, follower.lost_clocks)
     assert follower.tempo_bpm is not None and abs(follower.tempo_bpm - sender.tempo_bpm) <= 0.1
     assert follower.transport == "playing"
     assert follower.position_ticks == (TWO_BARS_CLOCKS - 1) * TICKS_PER_MIDI_CLOCK
-    send_error_s = np.array(sender.sent_times_s) - [sender.ideal_time_s(n) for n in range(sender.sent_clocks)]
+    sent_s = np.array(sender.sent_times_s)
+    send_error_s = sent_s - [sender.ideal_time_s(n) for n in range(sender.sent_clocks)]
     assert 0.0005 < float(np.sqrt(np.mean(send_error_s**2))) < 0.003  # the 1 ms jitter, sent on time
-    latency_s = np.array(received_s) - np.array(sender.sent_times_s)
-    assert np.all(latency_s >= 0) and np.median(latency_s) < 0.010
+    latency_s = np.array(received_s) - sent_s[np.searchsorted(sent_s, received_s, side="right") - 1]
+    assert np.median(latency_s) < 0.010
     # The next bar line, predicted from what arrived, lands within a few ms of the sender's ideal time.
     next_bar_ticks = (TWO_BARS_CLOCKS - 1) * TICKS_PER_MIDI_CLOCK + 96 * TICKS_PER_MIDI_CLOCK
     ideal_s = sender.ideal_time_s(TWO_BARS_CLOCKS - 1 + 96)
