@@ -116,7 +116,7 @@ def test_one_misheard_beat_moves_neither_the_bar_lines_nor_the_tempo() -> None:
     """One beat's hits 30 ms early (a flam, or a beat the tracker heard early: over JACK one came 34 ms early, the
     beats of clocks around it were 466 and 534 ms long, and the follower read 128.7 then 112.4 BPM for a beat each,
     the tempo an answer is sung at). The clock on that beat stays on the line through the beats around it: every
-    beat of clocks within 10 ms of 500, every bar line on a downbeat, the tempo on each within 0.6 BPM of 120."""
+    beat of clocks within 3 ms of 500, every bar line on a downbeat, the tempo on each within 0.6 BPM of 120."""
     audio, beats, downbeats = kit(BOOM_BAP, [(120.0, 8)])
     start = round((beats[17] - 0.01) * RATE)  # beat 2 of bar 5, its hits and what rings after them
     end = round((beats[17] + 0.2) * RATE)
@@ -128,7 +128,7 @@ def test_one_misheard_beat_moves_neither_the_bar_lines_nor_the_tempo() -> None:
     assert len(run.bars) >= 5
     ticks_s = np.array([e.time_s for e in run.events if isinstance(e, ClockTick)])
     beat_spans_s = np.diff(ticks_s[::24])  # the count-in's first clock is on a beat
-    assert np.abs(beat_spans_s - 0.5).max() < 0.010, np.round(beat_spans_s, 4)
+    assert np.abs(beat_spans_s - 0.5).max() < 0.003, np.round(beat_spans_s, 4)
     for _, t, _ in run.bars:
         assert abs(t - nearest(t, downbeats)) <= TOLERANCE_S, (t, nearest(t, downbeats))
     assert all(abs((tempo or 0.0) - 120.0) < 0.6 for tempo in run.tempos_bpm), run.tempos_bpm

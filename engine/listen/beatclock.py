@@ -7,8 +7,8 @@ clock follower and everything placed on predicted bar lines work unchanged:
 - when beat k is known, the 23 clocks between beat k-1 and beat k are emitted with host times interpolated
   between the two beats, then the clock on beat k itself: each clock is stamped with its true host time though
   it is emitted late (the follower fits times, not arrival), and a bar line is announced a fifth of a beat after
-  it happened. The beats are first put on a line (the tracker's tempo its slope, its place the mean over the
-  last ANCHOR_BEATS beats, started again from two beats running ANCHOR_DEVIATION_S off it: a tempo change; one
+  it happened. The beats are first put on a line through the last ANCHOR_BEATS beats (its slope theirs once
+  FIT_ANCHORS are in, before that the tracker's tempo), started again from two beats running ANCHOR_DEVIATION_S off it: a tempo change; one
   such beat alone is a misheard one, and its clock stays on the line): raw beats
   wobble by a millisecond or two, and the follower, seeing the clocks bend at every beat, would take each bend
   for a tempo change. A gap of several periods (a beat the tracker skipped, a re-adopted pulse) advances the
@@ -62,7 +62,9 @@ DOWNBEAT_DECAY = 0.8  # per bar: the weight an old bar keeps in the downbeat est
 REPHASE_BEATS = 8  # beats in a row that must put the "1" elsewhere before the song is re-barred
 REPHASE_MARGIN = 0.3  # ... each with the new "1" this far ahead (in DownbeatEstimate.margin) of the old one
 DISCONTINUITY = 0.1  # a beat gap this far (as a share) off the gap before: the tracker jumped, the count may be off
-ANCHOR_BEATS = 8  # the clocks run through a line over this many recent beats (the tracker's tempo its slope)
+ANCHOR_BEATS = 8  # the clocks run through a line over this many recent beats
+FIT_ANCHORS = 4  # from this many, the line's slope is the beats' own (before that, the tracker's tempo) ...
+FIT_AGREEMENT = 0.02  # ... while it is within this share of the tracker's period (else the tempo is moving)
 ANCHOR_DEVIATION_S = 0.006  # two beats running this far off that line start it again from them (a tempo change)
 OFFSET_BLOCKS = 64  # blocks behind the median stream-to-host offset
 SIXTEENTHS_PER_BAR = 16
@@ -342,7 +344,7 @@ class BeatClock:
         period_s = 60.0 / tempo if tempo else 0.0
         off_line, self._off_line = self._off_line, None
         if self._anchors:
-            line_s = float(np.mean([t + (index - i) * period_s for i, t in self._anchors]))
+            line_s = self._line_s(index, period_s)
             off_s = beat_s - line_s
             if abs(off_s) > ANCHOR_DEVIATION_S:
                 if off_line is None or (off_line[2] > 0) != (off_s > 0):
@@ -353,6 +355,17 @@ class BeatClock:
                 self._anchors.clear()
                 self._anchors.append(off_line[:2])
         self._anchors.append((index, beat_s))
+        return self._line_s(index, period_s)
+
+    def _line_s(self, index: int, period_s: float) -> float:
+        """Beat `index` on the anchors' line: their own least-squares line once FIT_ANCHORS beats are in and its
+        slope agrees with the tracker's period (a beat heard early moves the tracker's tempo for ten beats: 120.0
+        to 120.3, then down to 119.7), else the mean of the anchors carried on by the tracker's period."""
+        if len(self._anchors) >= FIT_ANCHORS:
+            indices, times_s = np.array(self._anchors, dtype=np.float64).T
+            slope_s, at_index_s = np.polyfit(indices - index, times_s, 1)
+            if abs(slope_s / period_s - 1.0) < FIT_AGREEMENT:  # else the tempo is moving: follow the tracker
+                return float(at_index_s)
         return float(np.mean([t + (index - i) * period_s for i, t in self._anchors]))
 
     def _jumped(self, gap_s: float) -> bool:
