@@ -251,12 +251,12 @@ def close_rtmidi_input(port: Any, drain_s: float = CALLBACK_DRAIN_S) -> None:
 
     JACK kills a client's process thread when the client closes (pthread_cancel). python-rtmidi closes holding the
     GIL, so a process thread that was calling our Python callback waits for it; cancelled there, it takes the GIL's
-    own lock with it and every thread of the process stops for good (seen in CI: the suite hung 80 minutes, a
-    stress test here within 30 closes). So: cancel the callback (the thread stops calling into Python), sleep with
-    the GIL free until a call already on its way is done, and only then close the port and its client. The driver's
-    thread holds the callback only as a raw pointer, and cancelling drops python-rtmidi's reference to it: what
-    the port refers to is held here until then, or a call on its way runs on freed memory (a segfault in the
-    same stress test).
+    own lock with it and every thread of the process stops for good (seen in CI: the suite hung until its
+    90-minute limit; a stress test here hung within 30 closes). So: cancel the callback (the thread stops calling
+    into Python), sleep with the GIL free until a call already on its way is done, and only then close the port and
+    its client. The driver's thread holds the callback only as a raw pointer, and cancelling drops python-rtmidi's
+    reference to it: what the port refers to is held here until then, or a call on its way runs on freed memory
+    (a segfault in the same stress test).
     """
     on_its_way = gc.get_referents(port)
     port.cancel_callback()

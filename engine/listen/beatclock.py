@@ -8,8 +8,8 @@ clock follower and everything placed on predicted bar lines work unchanged:
   between the two beats, then the clock on beat k itself: each clock is stamped with its true host time though
   it is emitted late (the follower fits times, not arrival), and a bar line is announced a fifth of a beat after
   it happened. The beats are first put on a line through the last ANCHOR_BEATS beats (its slope theirs once
-  FIT_ANCHORS are in, before that the tracker's tempo), started again from two beats running ANCHOR_DEVIATION_S off it: a tempo change; one
-  such beat alone is a misheard one, and its clock stays on the line): raw beats
+  FIT_ANCHORS are in, before that the tracker's tempo), started again from two beats running ANCHOR_DEVIATION_S
+  off it (a tempo change; one such beat alone is a misheard one, and its clock stays on the line): raw beats
   wobble by a millisecond or two, and the follower, seeing the clocks bend at every beat, would take each bend
   for a tempo change. A gap of several periods (a beat the tracker skipped, a re-adopted pulse) advances the
   position by as many beats as fit in it, so a beat is always 24 clocks;
