@@ -338,10 +338,11 @@ class MidiEventSource:
 
     def close(self) -> None:
         """Close the input port, with no Python callback left for the driver's thread (see `close_rtmidi_input`)."""
-        if self._rtmidi_in is not None and not self._port.closed:
+        if self._rtmidi_in is None:
+            self._port.close()  # the loopback, or a backend with no driver thread
+        elif not self._port.closed:
             close_rtmidi_input(self._rtmidi_in)
             self._port.closed = True  # mido's own close would install its callback again first: that hung the set
-        self._port.close()
 
     def __enter__(self) -> MidiEventSource:
         return self
