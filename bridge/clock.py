@@ -175,6 +175,7 @@ class ClockFollower:
         self._recent_times_s: deque[float] = deque(maxlen=min_ticks - 1)
         self._line: ClockLine | None = None
         self._last_line: ClockLine | None = None  # the line before the latest restart
+        self._last_points: list[tuple[int, float]] = []  # the clocks it was fitted to
         self._reconcile = False  # the line since a restart is to be set against _last_line (see _reconcile_lost)
         self._transport_events = 0
         self._reconciled_at = 0  # _transport_events at the last clock of the line a restart is set against
@@ -413,6 +414,7 @@ class ClockFollower:
     def _restart(self, *, keep_tempo: bool, points: list[tuple[int, float]] | None = None) -> None:
         if self._line is not None and not self._reconcile:  # while one is pending, its old line stays the judge
             self._last_line = self._line
+            self._last_points = list(self._window)
             if len(self._window) >= RECONCILE_TICKS:  # a line of fewer clocks can be a few % off
                 self._reconcile = self._count_lost and self._playing
                 self._reconciled_at = self._events_at_tick
@@ -493,9 +495,12 @@ class ClockFollower:
         return lost
 
     def _reconcile_lost(self) -> None:
-        """A beat after a restart: if the latest clocks sit on the old line a whole number (1 to a bar) of periods
-        on, with no transport message since, the clock went on at the old tempo and that many clocks were lost
-        while the line restarted: count them, and keep in the window the clocks that sit there."""
+        """A beat after a restart: if the latest clocks sit on the old line a whole number of periods on (up to a
+        bar; back by at most the clocks counted lost before, which were then only held up), with no transport
+        message since, the clock went on at the old tempo: count the clocks lost while the line restarted, and go on
+        with the old line's clocks and the new ones that sit on it, so the line is long again (a line of a few
+        clocks is a poor judge of the next restart: extrapolated across a second stall it was half a period off at
+        140 BPM). Zero periods on: the restart was not a tempo change, and the line goes on the same way."""
         old = self._last_line
         if old is None or self._transport_events != self._reconciled_at:
             return
@@ -506,16 +511,18 @@ class ClockFollower:
         # the port's own noise, not the restarted line's spread (a line fitted across a stall is no judge)
         threshold_s = self._limit_s(self._port_noise_s())
         on_line = np.abs(offsets_s - lost * old.period_s) <= threshold_s
-        if not 1 <= lost <= MAX_RECONCILED_CLOCKS or on_line[-len(recent_s):].mean() < RECONCILE_ON_LINE:
+        in_range = -min(self.lost_clocks, MAX_LOST_CLOCKS) <= lost <= MAX_RECONCILED_CLOCKS
+        if not in_range or on_line[-len(recent_s):].mean() < RECONCILE_ON_LINE:
             return  # a tempo change, or clocks not yet settled
         drift_s = float(np.polyfit(indices[on_line], offsets_s[on_line], 1)[0]) * RECONCILE_TICKS
         if abs(drift_s) > threshold_s:
             return  # the old line's tempo is not the clock's (a beat drifts off it): its extrapolation says nothing
-        logger.debug("%d MIDI clock(s) lost while the clock line restarted; counted", lost)
+        if lost:
+            logger.debug("%+d MIDI clock(s) lost while the clock line restarted; counted", lost)
         self.lost_clocks += lost
         self._index += lost
         kept = [(n + lost, t) for (n, t), ok in zip(self._window, on_line) if ok]
-        self._window = deque(kept, maxlen=self._window.maxlen)
+        self._window = deque(self._last_points + kept, maxlen=self._window.maxlen)
         self._refit()
 
     def _refit(self) -> bool:
