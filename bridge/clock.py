@@ -11,8 +11,9 @@ from the recent ticks, unless the run sits on the line a whole number of periods
 clocks were lost on the way, and they are counted (a run as many periods earlier, after such a count, takes it
 back: those clocks were held up, not lost). So are clocks lost where the line restarted anyway (a stall longer
 than a silence, a run of suspects one of which a stall held up): a beat after a restart, a line at the old tempo
-sitting a whole number of periods on from the old one, with no transport message between, is the old clock with
-clocks lost.
+sitting a whole number of periods on from the old one (or back, by no more than were counted lost), with no
+transport message between, is the old clock with clocks lost (or held up), and the line goes on through the old
+clocks too.
 Garbage (non-finite or backwards times, out-of-range Song Position, fits outside
 20-999 BPM, unknown objects) is counted in `ignored` and never raises.
 """
