@@ -317,10 +317,10 @@ def test_sounddevice_output_on_jack_places_bars_by_its_dac_time(jack_server: Non
     # beside that port, so it hears the click that much earlier. PortAudio stamps the callback with JACK's frame
     # time when the callback ran, and its place in JACK's graph order varies from run to run: the whole run may sit
     # up to one period off, and each bar, placed by the latest callback's stamp, carries that callback's wake-up
-    # delay (their spread was 52 frames in one CI run on a loaded machine, well within 1 ms in most). That is why
-    # JACK uses JackOutput.
+    # delay: a callback can wake up to a period late without an xrun (their spread was 52 frames in one CI run on a
+    # loaded machine, 194 in another, well within 1 ms in most). That is why JACK uses JackOutput.
     latency, _ = jack_port_latency(physical, None)
-    assert max(errors) - min(errors) <= 256 // 2, errors
+    assert max(errors) - min(errors) <= 256, errors
     assert all(abs(e + latency) <= 256 + TOLERANCE_FRAMES for e in errors), (errors, latency)
 
 
