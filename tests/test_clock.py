@@ -299,11 +299,11 @@ JACK_PERIOD_S = 256 / 48000
 SOAK_CLOCKS = 96 * 30
 
 
-def jack_delivered_clocks(tempo_bpm: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """SOAK_CLOCKS clocks from 10 s on, jittered 1 ms as sent, and as a JACK MIDI port delivers them (on the next
-    period boundary)."""
+def jack_delivered_clocks(tempo_bpm: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """SOAK_CLOCKS clocks from 10 s on, jittered 1 ms: as sent, as a JACK MIDI port delivers them (on the next
+    period boundary), and which of them it delivers (all, until a test drops some)."""
     sent = jittered_tick_times_s(10.0, tempo_bpm, SOAK_CLOCKS, 0.001, rng)
-    return sent, np.ceil(sent / JACK_PERIOD_S) * JACK_PERIOD_S
+    return sent, np.ceil(sent / JACK_PERIOD_S) * JACK_PERIOD_S, np.ones(SOAK_CLOCKS, dtype=bool)
 
 
 def assert_every_clock_counted(follower: ClockFollower, tempo_bpm: float) -> None:
@@ -315,6 +315,18 @@ def assert_every_clock_counted(follower: ClockFollower, tempo_bpm: float) -> Non
     assert abs(follower.predict_time_s(next_bar) - ideal_s) < 0.002
 
 
+def hold_up(delivered: np.ndarray, from_s: float, stall_s: float) -> None:
+    """A stall of the port from `from_s` for `stall_s`: the clocks it held come at once, on the next period."""
+    held = (delivered >= from_s) & (delivered < from_s + stall_s)
+    delivered[held] = np.ceil((from_s + stall_s) / JACK_PERIOD_S) * JACK_PERIOD_S
+
+
+def drop_one_or_two(keep: np.ndarray, sent: np.ndarray, from_s: float, rng: np.random.Generator) -> None:
+    """The first clock sent from `from_s` on, and sometimes the one after it, never delivered."""
+    first = int(np.searchsorted(sent, from_s))
+    keep[first:first + int(rng.integers(1, 3))] = False
+
+
 @pytest.mark.parametrize("tempo_bpm", [90.0, 140.0, 174.0])
 def test_clocks_the_port_drops_are_counted_from_the_times_of_the_next_ones(tempo_bpm: float) -> None:
     """JACK MIDI drops a cycle's events for a client that misses it: now and then a clock never arrives (sometimes
@@ -323,16 +335,12 @@ def test_clocks_the_port_drops_are_counted_from_the_times_of_the_next_ones(tempo
     missing ones when the next clocks sit on the line a whole number of periods on, and keeps the tempo."""
     for seed in range(10):
         rng = np.random.default_rng(seed)
-        sent, delivered = jack_delivered_clocks(tempo_bpm, rng)
-        keep = np.ones(SOAK_CLOCKS, dtype=bool)
+        sent, delivered, keep = jack_delivered_clocks(tempo_bpm, rng)
         t = 11.0 + rng.uniform(1.0, 4.0)
         while t < sent[-1] - 1.0:
-            first = int(np.searchsorted(sent, t))
-            keep[first:first + int(rng.integers(1, 3))] = False  # one or two clocks never delivered
+            drop_one_or_two(keep, sent, t, rng)
             stall_s = rng.uniform(0.005, 0.06)
-            stall_at = t + rng.uniform(0.3, 0.6)
-            held = (delivered >= stall_at) & (delivered < stall_at + stall_s)
-            delivered[held] = np.ceil((stall_at + stall_s) / JACK_PERIOD_S) * JACK_PERIOD_S
+            hold_up(delivered, t + rng.uniform(0.3, 0.6), stall_s)
             t += rng.uniform(1.0, 4.0)
         follower = ClockFollower()
         follower.feed(TransportStart(9.99))
@@ -351,8 +359,7 @@ def test_clocks_lost_in_a_long_stall_or_around_a_held_up_suspect_are_counted_a_b
     tempo, so the clocks lost are counted (a 100-turn soak at 140 BPM: every bar line from turn 4 on a clock late)."""
     for seed in range(10):
         rng = np.random.default_rng(seed)
-        sent, delivered = jack_delivered_clocks(tempo_bpm, rng)
-        keep = np.ones(SOAK_CLOCKS, dtype=bool)
+        sent, delivered, keep = jack_delivered_clocks(tempo_bpm, rng)
         t = 11.0 + rng.uniform(1.0, 3.0)
         while t < sent[-1] - 2.0:
             first = int(np.searchsorted(sent, t))
@@ -387,7 +394,7 @@ def test_clocks_each_delivered_about_a_period_late_for_a_while_are_not_lost(
     period_s = clock_period_s(tempo_bpm)
     for seed in range(10):
         rng = np.random.default_rng(seed)
-        sent, delivered = jack_delivered_clocks(tempo_bpm, rng)
+        sent, delivered, _ = jack_delivered_clocks(tempo_bpm, rng)
         t = 11.0 + rng.uniform(0.5, 2.0)
         while t < sent[-1] - 6.0:  # the last episode out of the window (two bars) by the end
             late = (sent >= t) & (sent < t + rng.uniform(0.03, longest_delay_s))
@@ -413,18 +420,14 @@ def test_every_kind_of_port_trouble_at_once_still_counts_every_clock(tempo_bpm: 
     period_s = clock_period_s(tempo_bpm)
     for seed in range(20):
         rng = np.random.default_rng(seed)
-        sent, delivered = jack_delivered_clocks(tempo_bpm, rng)
-        keep = np.ones(SOAK_CLOCKS, dtype=bool)
+        sent, delivered, keep = jack_delivered_clocks(tempo_bpm, rng)
         t = 11.0 + rng.uniform(0.5, 2.0)
         while t < sent[-1] - 3.0:
             trouble = rng.integers(4)
-            if trouble == 0:  # one or two clocks never delivered
-                first = int(np.searchsorted(sent, t))
-                keep[first:first + int(rng.integers(1, 3))] = False
-            elif trouble == 1:  # a stall: the clocks it held come at once
-                stall_s = rng.uniform(0.005, 0.3)
-                held = (delivered >= t) & (delivered < t + stall_s)
-                delivered[held] = np.ceil((t + stall_s) / JACK_PERIOD_S) * JACK_PERIOD_S
+            if trouble == 0:
+                drop_one_or_two(keep, sent, t, rng)
+            elif trouble == 1:
+                hold_up(delivered, t, rng.uniform(0.005, 0.3))
             elif trouble == 2:  # each clock about a period late, for a while
                 late = (sent >= t) & (sent < t + rng.uniform(0.03, 0.6))
                 delivered[late] += rng.uniform(0.8, 1.2, int(late.sum())) * period_s
