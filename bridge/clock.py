@@ -54,7 +54,6 @@ MAX_RECONCILED_CLOCKS = 96  # a restart's line at most a bar of clocks on from t
 MAX_BUNCHED_CLOCKS = 24  # a beat's worth of clocks arriving at once still counts; more is a flood, ignored
 NOISE_GAPS = 48  # clock intervals behind the port-noise estimate (two beats)
 NOISE_MIN_GAPS = 12  # intervals needed before that estimate counts
-IN_PROCESS_DRIFT_FLOOR_S = 0.001  # see ClockFollower.made_in_process
 MIN_TEMPO_BPM = 20.0
 MAX_TEMPO_BPM = 999.0
 MAX_SONG_POSITION = 16383
@@ -143,8 +142,7 @@ class ClockFollower:
 
     window_ticks: inlier ticks in the fit (192 = two bars). min_ticks: ticks before a tempo is reported.
     An inlier is within max(outlier_floor_s, outlier_sigmas * jitter) of the line; change_run off-line
-    ticks on one side, or a mean of the last drift_ticks residuals beyond drift_sigmas standard errors (and
-    beyond drift_floor_s),
+    ticks on one side, or a mean of the last drift_ticks residuals beyond drift_sigmas standard errors,
     restart the window at the recent ticks. Bad input is counted in `ignored` and logged in one warning
     per warn_interval_s seconds of clock time. count_lost: count clocks missing on the way (a MIDI port); off for
     a clock made in-process, whose every clock arrives and whose line may step when its beats are re-placed.
@@ -160,7 +158,6 @@ class ClockFollower:
         change_run: int = 3,
         drift_ticks: int = 12,
         drift_sigmas: float = 4.0,
-        drift_floor_s: float = 1e-4,
         warn_interval_s: float = 10.0,
         count_lost: bool = True,
     ) -> None:
@@ -173,7 +170,6 @@ class ClockFollower:
         self._outlier_sigmas = outlier_sigmas
         self._change_run = change_run
         self._drift_sigmas = drift_sigmas
-        self._drift_floor_s = drift_floor_s
         self._window: deque[tuple[int, float]] = deque(maxlen=window_ticks)
         self._suspects: list[tuple[int, float, float]] = []  # index, time_s, residual_s
         self._residuals_s: deque[float] = deque(maxlen=drift_ticks)
@@ -204,15 +200,6 @@ class ClockFollower:
         self._warn_interval_s = warn_interval_s
         self._warned_at_s: float | None = None
         self._ignored_at_warning = 0
-
-    @classmethod
-    def made_in_process(cls) -> ClockFollower:
-        """A follower for a clock made in this process (the beat bus's): every clock arrives, so none is counted
-        lost, and with no port noise its line steps by a fraction of a millisecond each time a beat is re-placed.
-        A drift of the residuals' mean restarts the line only past IN_PROCESS_DRIFT_FLOOR_S, so the line stays two
-        bars long through those steps (restarting on each, the line was half a beat of clocks about every two
-        beats, and the bar two ahead was predicted from it)."""
-        return cls(count_lost=False, drift_floor_s=IN_PROCESS_DRIFT_FLOOR_S)
 
     # ----- public state -------------------------------------------------------------------------------
     @property
@@ -572,7 +559,7 @@ class ClockFollower:
             return
         count = len(residuals)
         mean_s = sum(residuals) / count
-        limit_s = max(self._drift_sigmas * self._line.rms_s / math.sqrt(count), self._drift_floor_s)
+        limit_s = max(self._drift_sigmas * self._line.rms_s / math.sqrt(count), 1e-4)
         if abs(mean_s) > limit_s:
             recent = list(self._window)[-count:]
             self.tempo_changes += 1

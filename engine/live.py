@@ -139,7 +139,7 @@ class LiveSession:
         self.events = events
         self.commands = commands
         # the beat bus's clock is made here and never loses a clock; its line steps when beats are re-placed
-        self.follower = ClockFollower() if parts.beat_clock is None else ClockFollower.made_in_process()
+        self.follower = ClockFollower(count_lost=parts.beat_clock is None)
         self.sample_rate = sample_rate
         self.control = ControlLoop(state, commands, parts.replies, clock=lambda: ClockStatus.of(self.follower),
                                    on_style=self._switch_style, on_answer=self._answer_now)

@@ -19,7 +19,6 @@ from engine.listen.beatclock import BeatClock, DownbeatEstimate, stream_into
 from engine.listen.pulse import PulseTracker
 from engine.presets import BeatSpec, load_style
 from engine.synth import beat_times_s, synth_beat
-from engine.timebase import TICKS_PER_BAR
 from engine.timeline import Timeline
 
 RATE = 48000
@@ -37,7 +36,7 @@ class Run:
     events: list[object] = field(default_factory=list)
     predictions: list[tuple[int, float]] = field(default_factory=list)  # (bar, predicted host time) at each line
     tempos_bpm: list[float | None] = field(default_factory=list)  # the follower's tempo at each line
-    follower: ClockFollower = field(default_factory=ClockFollower.made_in_process)  # as cypher live --no-clock
+    follower: ClockFollower = field(default_factory=ClockFollower)
 
 
 def drive(audio: np.ndarray, jitter_s: float = 0.0005, seed: int = 0) -> Run:
@@ -136,28 +135,6 @@ def test_one_misheard_beat_moves_neither_the_bar_lines_nor_the_tempo() -> None:
     assert_steady_clock(run)
 
 
-@pytest.mark.parametrize("style", ["boom_bap", "trap"])
-def test_the_bar_two_ahead_is_predicted_from_a_line_two_bars_long(style: str) -> None:
-    """An answer's bar is placed a bar or two ahead of the clock. The beat clock's line steps by a fraction of a
-    millisecond each time a beat is re-placed; a follower that restarted its line on each step (about every two
-    beats) predicted the bar two ahead from half a beat of clocks: 3 ms off in the median here, and 22 ms off in one
-    CI run on a loaded machine. The follower `cypher live --no-clock` makes keeps one line through a steady kit."""
-    audio, _, downbeats = kit(load_style(style).beat, [(120.0, 12)])
-    follower = ClockFollower.made_in_process()
-    errors_s: list[float] = []
-
-    def on_bar(bar: int, _time_s: float) -> None:
-        predicted_s = follower.predict_time_s((bar + 2) * TICKS_PER_BAR) - HOST0_S
-        if predicted_s < downbeats[-1]:
-            errors_s.append(abs(predicted_s - nearest(predicted_s, downbeats)))
-
-    stream_into(Timeline(queue.Queue(), follower, on_bar), audio, RATE, HOST0_S, BLOCK, 0.0005, 0)
-    assert len(errors_s) >= 6
-    assert follower.tempo_changes <= 2
-    assert float(np.median(errors_s)) < 0.0015, np.round(errors_s, 4)
-    assert max(errors_s) <= TOLERANCE_S
-
-
 @pytest.mark.parametrize("style", ["boom_bap", "grime", "trap"])
 def test_the_first_bar_line_is_on_the_kits_downbeat(style: str) -> None:
     """Kick on "1" (grime: on "4" as well, told apart by its snare); the stream starts on beat 3."""
@@ -246,7 +223,7 @@ def test_the_beat_bus_over_jack_drives_a_timeline(jack_server: None) -> None:
     player = Player("beatclock-kit")
     capture = JackCapture({"beat": "beatclock-kit:out"}, RATE, client_name="beatclock-in")
     events: queue.Queue = queue.Queue()
-    follower = ClockFollower.made_in_process()  # as cypher live --no-clock makes it
+    follower = ClockFollower(count_lost=False)  # as cypher live --no-clock makes it
     lines: list[float] = []
     tempos_bpm: list[float | None] = []  # the follower's tempo as each bar line is announced
 
