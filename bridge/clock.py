@@ -489,11 +489,16 @@ class ClockFollower:
         threshold_s = self._threshold_s()
         residuals_s = [r for _, _, r in self._suspects]
         lost = round(sum(residuals_s) / len(residuals_s) / line.period_s)
-        if not -min(self.lost_clocks, MAX_LOST_CLOCKS) <= lost <= MAX_LOST_CLOCKS or any(
+        if not -self._most_taken_back() <= lost <= MAX_LOST_CLOCKS or any(
             abs(r - lost * line.period_s) > threshold_s for r in residuals_s
         ):
             return 0
         return lost
+
+    def _most_taken_back(self) -> int:
+        """Clocks counted lost that a run back on the line may take back (they were held up): at most as many as
+        were counted, and no more than MAX_LOST_CLOCKS at once."""
+        return min(self.lost_clocks, MAX_LOST_CLOCKS)
 
     def _reconcile_lost(self) -> None:
         """A beat after a restart: if the latest clocks sit on the old line a whole number of periods on (up to a
@@ -512,7 +517,7 @@ class ClockFollower:
         # the port's own noise, not the restarted line's spread (a line fitted across a stall is no judge)
         threshold_s = self._limit_s(self._port_noise_s())
         on_line = np.abs(offsets_s - lost * old.period_s) <= threshold_s
-        in_range = -min(self.lost_clocks, MAX_LOST_CLOCKS) <= lost <= MAX_RECONCILED_CLOCKS
+        in_range = -self._most_taken_back() <= lost <= MAX_RECONCILED_CLOCKS
         if not in_range or on_line[-len(recent_s):].mean() < RECONCILE_ON_LINE:
             return  # a tempo change, or clocks not yet settled
         drift_s = float(np.polyfit(indices[on_line], offsets_s[on_line], 1)[0]) * RECONCILE_TICKS
