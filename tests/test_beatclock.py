@@ -135,6 +135,28 @@ def test_one_misheard_beat_moves_neither_the_bar_lines_nor_the_tempo() -> None:
     assert_steady_clock(run)
 
 
+@pytest.mark.parametrize("early_s", [0.03, 0.05])
+def test_a_beat_heard_early_as_the_pulse_locks_never_starts_the_transport_off_the_downbeat(early_s: float) -> None:
+    """The beat before a downbeat heard early just as the pulse locks (over JACK, with a few clicks in the kit, the
+    first beat of a lock came 53 ms early): the next beat, a downbeat, then sits off the line through that one
+    alone. The transport starts on a true downbeat (it used to start on the line, 29 and 49 ms early, and once a
+    bar line a beat off for three bars), a bar later if it must."""
+    audio, beats, downbeats = kit(BOOM_BAP, [(120.0, 8)])
+    start = round((beats[7] - 0.01) * RATE)  # beat 4 of bar 2, its hits and what rings after them
+    end = round((beats[7] + 0.2) * RATE)
+    early = round(early_s * RATE)
+    moved = audio[start:end].copy()
+    audio[start:end] = 0.0
+    audio[start - early:end - early] = moved
+    run = drive(audio)
+    starts = [e.time_s - HOST0_S for e in run.events if isinstance(e, TransportStart)]
+    assert len(starts) == 1 and abs(starts[0] - nearest(starts[0], downbeats)) <= TOLERANCE_S, starts
+    assert len(run.bars) >= 4
+    for _, t, _ in run.bars:
+        assert abs(t - nearest(t, downbeats)) <= TOLERANCE_S, (t, nearest(t, downbeats))
+    assert_steady_clock(run)
+
+
 @pytest.mark.parametrize("style", ["boom_bap", "grime", "trap"])
 def test_the_first_bar_line_is_on_the_kits_downbeat(style: str) -> None:
     """Kick on "1" (grime: on "4" as well, told apart by its snare); the stream starts on beat 3."""
@@ -218,7 +240,7 @@ def test_the_beat_bus_over_jack_drives_a_timeline(jack_server: None) -> None:
     from engine.listen.capture import JackCapture
     from engine.play.record import Player
 
-    tempo_bpm, bars = 120.0, 6
+    tempo_bpm, bars = 120.0, 8  # the pulse locks in about two bars; on a loaded machine now and then in four
     audio = synth_beat(BOOM_BAP, tempo_bpm, bars, RATE, seed=0)
     player = Player("beatclock-kit")
     capture = JackCapture({"beat": "beatclock-kit:out"}, RATE, client_name="beatclock-in")

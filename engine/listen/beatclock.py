@@ -14,9 +14,10 @@ clock follower and everything placed on predicted bar lines work unchanged:
   for a tempo change. A gap of several periods (a beat the tracker skipped, a re-adopted pulse) advances the
   position by as many beats as fit in it, so a beat is always 24 clocks;
 - `TransportStart` is sent on a downbeat once the pulse is locked and the downbeat is known (`DownbeatEstimate`:
-  the beat of four whose hits carry the most kick and the least snare), after a count-in beat of clocks with the
-  transport stopped, so the follower knows the tempo on the first bar line; `TransportStop` when the pulse is
-  lost (silence, no hits on the beats). A later, confident move of the downbeat re-bars the song with a
+  the beat of four whose hits carry the most kick and the least snare), and never on a beat held off the beats'
+  line (the beat before it may be the one misheard, as the first beat of a lock can be), after a count-in beat of
+  clocks with the transport stopped, so the follower knows the tempo on the first bar line; `TransportStop` when
+  the pulse is lost (silence, no hits on the beats). A later, confident move of the downbeat re-bars the song with a
   `SongPosition` to the next bar (a DAW's seek), so the next bar line lands on the new "1".
 
 Host times: `push(block, host_time_s)` takes the host time of the block's first sample; the stream-to-host offset
@@ -328,7 +329,9 @@ class BeatClock:
             self.downbeat.add(self._beat_index, *hits)
         phase = self.downbeat.phase
         if not self.playing:
-            if phase is not None and self.downbeat.ready() and self._beat_index % self.beats_per_bar == phase:
+            heard_on_line = self._off_line is None  # a beat held off the line may be the one heard right
+            if (phase is not None and heard_on_line and self.downbeat.ready()
+                    and self._beat_index % self.beats_per_bar == phase):
                 events += self._start(placed_s, beat_period_s, phase)
         else:
             events += self._maybe_rebar(phase)
