@@ -31,10 +31,11 @@ def test_a_player_plays_its_clip_whole_from_its_host_time(jack_server: None) -> 
     heard = np.nonzero(recorder.audio)[0]
     positions = np.round(recorder.audio[heard] / STEP).astype(np.int64)
     # the clip starts where the host clock put it, and goes on one sample per frame: a jump in what was played
-    # (the player set again by the host clock) or in what was recorded (a cycle JACK lost) is counted by them
+    # (the player set again by the host clock) or in what was recorded (a cycle JACK lost: a hole, then the clip
+    # on from where it was or from where it should be) is counted by them
     assert abs(heard[0] + recorder.first - expected_frame) <= SLIP_FRAMES
     assert positions[0] == 1
     jumps = int(np.count_nonzero((np.diff(positions) != 1) | (np.diff(heard) != 1)))
-    assert jumps <= player.slips + recorder.gaps, (jumps, player.slips, recorder.gaps)
+    assert jumps <= player.slips + 2 * recorder.gaps, (jumps, player.slips, recorder.gaps)
     if player.slips == 0 and recorder.gaps == 0:
         np.testing.assert_array_equal(recorder.audio[heard], clip)

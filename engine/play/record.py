@@ -7,11 +7,11 @@ import time
 
 import numpy as np
 
-from engine.play.output import FRAME_MASK, HALF_RANGE, read_beside_host
+from engine.play.output import FRAME_MASK, read_beside_host
 
 SLIP_FRAMES = 48  # a player and the host clock apart by more than a millisecond
-SLIP_CYCLES = 4  # for this many cycles in a row: the player is set again by the host clock (a late callback reads
-# the next cycle's frame time or start, once; cycles lost or a drifting audio clock keep them apart)
+SLIP_CYCLES = 4  # for this many cycles in a row: the player is set again by the host clock (a late callback can read
+# the next cycle's start, once; cycles lost or a drifting audio clock keep them apart)
 
 
 class Recorder:
@@ -69,12 +69,12 @@ class Player:
     as a DAW's audio stays locked to the MIDI clock it sends (on a machine whose audio clock drifts from the host's,
     a frame-counted player would not).
 
-    The clip plays on by JACK frames, cycle after cycle, and is set again by the host time its cycle began only
-    when the two stay more than SLIP_FRAMES apart for SLIP_CYCLES cycles (cycles lost, a drifting audio clock); one
-    late callback's odd reading is not followed. Set by the host time on every cycle, as it once was, the clip
-    jumped back and forth by a few samples whenever a callback woke late on a loaded machine: clicks no DAW plays,
-    which the beat bus's pulse tracker heard (under a CPU hog it started the transport 53 ms early on the wrong
-    beat in 3 runs of 16; the same kit without the jumps, never)."""
+    The clip plays on, each cycle from where the last one ended, and is set again by the host time its cycle began
+    only when the two stay more than SLIP_FRAMES apart for SLIP_CYCLES cycles (cycles lost, a drifting audio
+    clock); one late callback's odd reading is not followed. Set by the host time on every cycle, as it once was,
+    the clip jumped back and forth by a few samples whenever a callback woke late on a loaded machine: clicks no
+    DAW plays, which the beat bus's pulse tracker heard (under a CPU hog it started the transport 53 ms early, on
+    the wrong beat, in 3 runs of 16; the same kit without the jumps, never)."""
 
     def __init__(self, name: str, sample_rate: int = 48000, servername: str | None = None) -> None:
         import jack
@@ -83,7 +83,7 @@ class Player:
         self.client = jack.Client(name, no_start_server=True, servername=servername)
         self.port = self.client.outports.register("out")
         self._clip: tuple[np.ndarray, float] | None = None  # the clip and its host start time, swapped whole
-        self._next: tuple[object, int, int] | None = None  # (clip, JACK frame, clip position) of the next cycle
+        self._next: tuple[object, int] | None = None  # (clip, clip position) the next cycle plays from
         self._apart = 0  # cycles in a row the clip and the host clock have been apart
         self.slips = 0  # times the clip was set again by the host clock after it had started
         self.client.set_process_callback(self._process)
@@ -100,19 +100,17 @@ class Player:
         if clip is None:
             return
         audio, start_s = clip
-        frame = self.client.last_frame_time
         cycle_s = time.monotonic() - self.client.frames_since_cycle_start / self.sample_rate
         by_host = round((cycle_s - start_s) * self.sample_rate)
         at = by_host
         if self._next is not None and self._next[0] is clip:
-            _, next_frame, next_at = self._next
-            at = next_at + ((frame - next_frame + HALF_RANGE) & FRAME_MASK) - HALF_RANGE
+            at = self._next[1]
             self._apart = self._apart + 1 if abs(at - by_host) > SLIP_FRAMES else 0
             if self._apart >= SLIP_CYCLES:
                 at = by_host
                 self._apart = 0
                 self.slips += 1
-        self._next = (clip, (frame + frames) & FRAME_MASK, at + frames)
+        self._next = (clip, at + frames)
         lo, hi = max(at, 0), max(at + frames, 0)
         part = audio[lo:hi]
         out[lo - at:lo - at + len(part)] = part
