@@ -103,7 +103,9 @@ class Player:
         cycle_s = time.monotonic() - self.client.frames_since_cycle_start / self.sample_rate
         by_host = round((cycle_s - start_s) * self.sample_rate)
         at = by_host
-        if self._next is not None and self._next[0] is clip:
+        if self._next is None or self._next[0] is not clip:
+            self._apart = 0  # a new clip starts where the host clock puts it
+        else:
             at = self._next[1]
             self._apart = self._apart + 1 if abs(at - by_host) > SLIP_FRAMES else 0
             if self._apart >= SLIP_CYCLES:
