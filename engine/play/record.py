@@ -83,7 +83,8 @@ class Player:
         self.client = jack.Client(name, no_start_server=True, servername=servername)
         self.port = self.client.outports.register("out")
         self._clip: tuple[np.ndarray, float] | None = None  # the clip and its host start time, swapped whole
-        self._next: tuple[object, int] | None = None  # (clip, clip position) the next cycle plays from
+        self._playing: tuple[np.ndarray, float] | None = None  # the clip the callback plays (read from _clip)
+        self._next_at = 0  # the clip position the next cycle plays from
         self._apart = 0  # cycles in a row the clip and the host clock have been apart
         self.slips = 0  # times the clip was set again by the host clock after it had started
         self.client.set_process_callback(self._process)
@@ -103,16 +104,16 @@ class Player:
         cycle_s = time.monotonic() - self.client.frames_since_cycle_start / self.sample_rate
         by_host = round((cycle_s - start_s) * self.sample_rate)
         at = by_host
-        if self._next is None or self._next[0] is not clip:
-            self._apart = 0  # a new clip starts where the host clock puts it
+        if clip is not self._playing:
+            self._playing, self._apart = clip, 0  # a new clip starts where the host clock puts it
         else:
-            at = self._next[1]
+            at = self._next_at
             self._apart = self._apart + 1 if abs(at - by_host) > SLIP_FRAMES else 0
             if self._apart >= SLIP_CYCLES:
                 at = by_host
                 self._apart = 0
                 self.slips += 1
-        self._next = (clip, at + frames)
+        self._next_at = at + frames
         lo, hi = max(at, 0), max(at + frames, 0)
         part = audio[lo:hi]
         out[lo - at:lo - at + len(part)] = part
